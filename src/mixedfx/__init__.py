@@ -1,0 +1,26 @@
+"""mixedfx: linear and generalized linear mixed models with lme4's formulas.
+
+>>> import mixedfx
+>>> res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", mixedfx.datasets.load("sleepstudy"))
+>>> print(res.summary())  # doctest: +SKIP
+"""
+
+from . import datasets
+from .errors import (
+    ConvergenceWarning,
+    DataError,
+    FormulaError,
+    MissingDataWarning,
+    MixedFXError,
+    RankDeficiencyWarning,
+    SingularFitWarning,
+)
+from .lmm import lmm
+from .results import LmmResult
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
+    "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
+]

@@ -1,0 +1,1 @@
+"""Cross-product blocks and the blocked Cholesky factorization of the PLS system."""

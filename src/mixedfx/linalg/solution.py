@@ -1,0 +1,114 @@
+"""Quantities needed once, at the optimum: beta, conditional modes, conditional covariances."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from .blocks import Blocks
+from .kernels import level_quadratic_forms
+from .pls import Factor, PlsFactorizer
+
+
+@dataclass(frozen=True, eq=False)
+class PlsSolution:
+    """Solution of the PLS problem at one theta (engine order).
+
+    Attributes
+    ----------
+    beta : numpy.ndarray
+        Fixed effects (p,).
+    b : tuple of numpy.ndarray
+        Conditional modes per term, (l_k, p_k), on the data scale (b = Lambda u).
+    cond_cov : tuple of numpy.ndarray
+        Conditional covariances of b per term and level, (l_k, p_k, p_k), divided by sigma^2.
+    pwrss : float
+        Penalized weighted residual sum of squares r_yy^2.
+    logdet_L, logdet_RX : float
+        log|L|^2 of the random-effects part and log|R_X|^2.
+    RX_inv_cov : numpy.ndarray
+        (R_X'R_X)^{-1}: vcov(beta) is sigma^2 times this.
+    """
+
+    beta: np.ndarray
+    b: tuple[np.ndarray, ...]
+    cond_cov: tuple[np.ndarray, ...]
+    pwrss: float
+    logdet_L: float
+    logdet_RX: float
+    RX_inv_cov: np.ndarray
+
+
+def _first_term_M(blocks: Blocks, T1: np.ndarray) -> np.ndarray:
+    M = np.einsum("ca,jcd,db->jab", T1, blocks.A11, T1)
+    M += np.eye(T1.shape[0])
+    return M
+
+
+def _lambda_rest(C: np.ndarray, blocks: Blocks, factors, left: bool, right: bool) -> np.ndarray:
+    """Apply Lambda_rest' from the left and/or Lambda_rest from the right to an m_r-square C."""
+    out = C.copy()
+    for k, off in enumerate(blocks.offsets):
+        T, lk, pk = factors[k + 1], blocks.nlevels[k + 1], blocks.dims[k + 1]
+        R = slice(off, off + lk * pk)
+        if right:
+            out[:, R] = (out[:, R].reshape(-1, lk, pk) @ T.T).reshape(-1, lk * pk)
+        if left:
+            out[R, :] = np.einsum("ab,lbm->lam", T, out[R, :].reshape(lk, pk, -1)).reshape(
+                lk * pk, -1)
+    return out
+
+
+def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
+    """Solve the PLS problem at ``theta`` (engine order) for beta, b and their covariances."""
+    blocks = fz.blocks
+    f: Factor = fz.factor(theta)
+    L = np.tril(f.L)
+    mr, p = blocks.m_random, blocks.p
+    factors = f.factors
+    x2 = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T") if blocks.m > 1 \
+        else np.zeros(0)
+    u_rest, beta = x2[:mr], x2[mr : mr + p]
+    b_rest = []
+    for k, off in enumerate(blocks.offsets):
+        lk, pk = blocks.nlevels[k + 1], blocks.dims[k + 1]
+        b_rest.append(u_rest[off : off + lk * pk].reshape(lk, pk) @ factors[k + 1].T)
+    z = np.concatenate([np.concatenate([b.ravel() for b in b_rest]) if b_rest else [], beta,
+                        [-1.0]])
+    T1 = factors[0]
+    l1 = blocks.nlevels[0]
+    level = np.repeat(np.arange(l1), np.diff(blocks.A21_ptr))
+    contrib = blocks.A21_val * z[blocks.A21_idx][:, None]
+    sums = np.zeros((l1, T1.shape[0]))
+    np.add.at(sums, level, contrib)
+    M = _first_term_M(blocks, T1)
+    Minv = np.linalg.inv(M)
+    u1 = np.einsum("jab,jb->ja", Minv, -(sums @ T1))
+    b1 = u1 @ T1.T
+    # conditional covariances (lme4's condVar: given beta), in units of sigma^2
+    if mr:
+        Lr_inv = solve_triangular(L[:mr, :mr], np.eye(mr), lower=True)
+        Sinv = Lr_inv.T @ Lr_inv
+        C = _lambda_rest(Sinv, blocks, factors, left=False, right=True)
+        C = _lambda_rest(C, blocks, factors, left=True, right=False)
+        Q = level_quadratic_forms(blocks.A21_ptr, blocks.A21_idx, blocks.A21_val,
+                                  T1.shape[0], np.ascontiguousarray(C))
+        MT = Minv @ T1.T
+        var_u1 = Minv + MT @ Q @ np.transpose(MT, (0, 2, 1))
+    else:
+        var_u1 = Minv
+    cond = [T1 @ var_u1 @ T1.T]
+    for k, off in enumerate(blocks.offsets):
+        lk, pk, T = blocks.nlevels[k + 1], blocks.dims[k + 1], factors[k + 1]
+        idx = off + np.arange(lk)[:, None] * pk + np.arange(pk)[None, :]
+        blocks_u = Sinv[idx[:, :, None], idx[:, None, :]]
+        cond.append(T @ blocks_u @ T.T)
+    diag = np.diagonal(L)
+    LX = L[mr : mr + p, mr : mr + p]
+    LX_inv = solve_triangular(LX, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    return PlsSolution(
+        beta=beta, b=tuple([b1] + b_rest), cond_cov=tuple(cond), pwrss=float(diag[-1] ** 2),
+        logdet_L=float(f.logdet_first + 2 * np.sum(np.log(diag[:mr]))),
+        logdet_RX=float(2 * np.sum(np.log(diag[mr : mr + p]))), RX_inv_cov=LX_inv.T @ LX_inv)

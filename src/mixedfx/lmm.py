@@ -1,0 +1,229 @@
+"""Linear mixed models: formula and data in, frozen :class:`LmmResult` out.
+
+The steps, each owned by one module: parse (``formula``), materialize (``design``),
+cross-products (``linalg.blocks``), blocked Cholesky and profiled deviance (``linalg.pls``),
+optimize over theta (``optimize``), solve once at the optimum (``linalg.solution``) and
+assemble the result (here).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+
+from .design import ModelDesign, ReTerm, build_design
+from .errors import ConvergenceWarning, DataError, SingularFitWarning
+from .fixed import drop_aliased
+from .formula import parse_formula
+from .linalg.blocks import build_blocks
+from .linalg.pls import PlsFactorizer, profiled_deviance
+from .linalg.solution import PlsSolution, solve
+from .optimize import minimize
+from .results import LmmResult
+
+SINGULAR_TOL = 1e-4
+
+
+def display_order(terms: tuple[ReTerm, ...]) -> list[ReTerm]:
+    """lme4's order of random terms: decreasing number of levels, ties in formula order."""
+    return sorted(terms, key=lambda t: -t.nlevels)
+
+
+def engine_permutation(terms: list[ReTerm]) -> list[int]:
+    """Engine order: the term with the most random effects first (it is eliminated
+    analytically; the rest become dense), ties in display order."""
+    return sorted(range(len(terms)), key=lambda k: -terms[k].nlevels * terms[k].dim)
+
+
+class ThetaMap:
+    """Map theta between display order (lme4's, in results) and engine order."""
+
+    def __init__(self, terms: list[ReTerm], perm: list[int]) -> None:
+        starts = np.cumsum([0] + [t.ntheta for t in terms])
+        self.index = np.concatenate([np.arange(starts[k], starts[k + 1]) for k in perm])
+
+    def to_engine(self, theta: np.ndarray) -> np.ndarray:
+        return theta[self.index]
+
+    def to_display(self, theta_engine: np.ndarray) -> np.ndarray:
+        out = np.empty_like(theta_engine)
+        out[self.index] = theta_engine
+        return out
+
+
+def _rectify(theta: np.ndarray, terms: list[ReTerm]) -> np.ndarray:
+    """Flip column signs of each factor so its diagonal is non-negative (for NEWUOA)."""
+    from .design.reterm import lower_indices
+
+    out, start = theta.copy(), 0
+    for t in terms:
+        rows, cols = lower_indices(t.dim)
+        seg = out[start : start + t.ntheta]
+        for c in range(t.dim):
+            if seg[(rows == c) & (cols == c)][0] < 0:
+                seg[cols == c] *= -1
+        start += t.ntheta
+    return out
+
+
+def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None,
+        offset: object = None, optimizer: str = "bobyqa", data_name: str | None = None
+        ) -> LmmResult:
+    """Fit a linear mixed model with lme4's formula syntax.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula, e.g. ``"Reaction ~ Days + (Days | Subject)"``. Random terms
+        ``(x | g)``, ``(x || g)``, ``(1 | a/b)``, ``(1 | a:b)``; any number of crossed terms.
+    data : pandas.DataFrame or polars.DataFrame
+        The data; never modified. Rows with missing values in used columns are dropped.
+    reml : bool, default True
+        REML (True) or maximum likelihood (False).
+    weights : str or array-like, optional
+        Prior weights (a column name or one value per row), as lme4's ``weights=``: the
+        residual variance of observation i is sigma^2 / w_i.
+    offset : str or array-like, optional
+        Known term added to the linear predictor.
+    optimizer : {"bobyqa", "newuoa"}
+        Derivative-free optimizer over theta.
+    data_name : str, optional
+        Name of the data shown in the summary.
+
+    Returns
+    -------
+    LmmResult
+
+    Notes
+    -----
+    The profiled deviance is minimized over theta by penalized least squares (Bates et al.
+    2015): beta and sigma are solved for at each theta; they are not optimizer parameters.
+    """
+    parsed = parse_formula(formula)
+    if not parsed.random:
+        raise DataError("the formula has no random-effects term such as (1 | group); "
+                        "for a fixed-effects-only model use ordinary least squares")
+    design = build_design(parsed, data, weights, offset)
+    X, fixed_names = drop_aliased(design.X, design.fixed_names, design.weights)
+    dropped = tuple(n for n in design.fixed_names if n not in fixed_names)
+    terms = display_order(design.terms)
+    perm = engine_permutation(terms)
+    tmap = ThetaMap(terms, perm)
+    blocks = build_blocks([terms[k] for k in perm], X, design.y - design.offset,
+                          design.weights)
+    fz = PlsFactorizer(blocks)
+    work = np.empty_like(blocks.A22)
+
+    def objective(theta: np.ndarray) -> float:
+        return profiled_deviance(fz.factor(tmap.to_engine(theta), out=work), blocks, reml)
+
+    theta0 = np.concatenate([t.theta_initial() for t in terms])
+    lower = np.concatenate([t.theta_lower_bounds() for t in terms])
+    opt = minimize(objective, theta0, lower, optimizer=optimizer)
+    theta = np.asarray(opt.final)
+    if optimizer == "newuoa":
+        theta = _rectify(theta, terms)
+    sol = solve(fz, tmap.to_engine(theta))
+    return _assemble(parsed.text, design, X, fixed_names, dropped, terms, perm, theta, sol,
+                     blocks.sum_log_weights, reml, opt, data_name, lower)
+
+
+def _varcorr(terms: list[ReTerm], theta: np.ndarray, sigma: float) -> tuple[pd.DataFrame, list]:
+    from .design.reterm import theta_to_factor
+
+    rows, covs, start, seen = [], [], 0, {}
+    for t in terms:
+        T = theta_to_factor(theta[start : start + t.ntheta], t.dim)
+        start += t.ntheta
+        cov = sigma**2 * T @ T.T
+        covs.append(cov)
+        k = seen.get(t.group, 0)
+        seen[t.group] = k + 1
+        name = t.group if k == 0 else f"{t.group}.{k}"
+        sd = np.sqrt(np.diag(cov))
+        for a, col in enumerate(t.columns):
+            rows.append((name, col, None, cov[a, a], sd[a]))
+        for a in range(t.dim):
+            for b in range(a + 1, t.dim):
+                denom = sd[a] * sd[b]
+                corr = cov[a, b] / denom if denom > 0 else np.nan
+                rows.append((name, t.columns[a], t.columns[b], cov[a, b], corr))
+    rows.append(("Residual", None, None, sigma**2, sigma))
+    return pd.DataFrame(rows, columns=["group", "term1", "term2", "vcov", "sdcor"]), covs
+
+
+def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float):
+    by_group: dict[str, list] = {}
+    for pos, k in enumerate(perm):
+        t = terms[k]
+        mode = pd.DataFrame(sol.b[pos], index=pd.Index(t.levels, name=t.group),
+                            columns=list(t.columns))
+        cov = sigma**2 * sol.cond_cov[pos]
+        sd = pd.DataFrame(np.sqrt(np.einsum("jaa->ja", cov)), index=mode.index,
+                          columns=mode.columns)
+        by_group.setdefault(t.group, []).append((k, mode, sd, cov))
+    ranef, ranef_sd, ranef_cov = {}, {}, {}
+    for g, items in sorted(by_group.items(), key=lambda kv: min(i[0] for i in kv[1])):
+        items.sort(key=lambda i: i[0])
+        ranef[g] = pd.concat([i[1] for i in items], axis=1)
+        ranef_sd[g] = pd.concat([i[2] for i in items], axis=1)
+        if len(items) == 1:
+            ranef_cov[g] = items[0][3]
+        else:  # separate terms of one factor (x || g): block-diagonal covariance
+            dims = [i[3].shape[1] for i in items]
+            full = np.zeros((items[0][3].shape[0], sum(dims), sum(dims)))
+            s = 0
+            for i, d in zip(items, dims):
+                full[:, s : s + d, s : s + d] = i[3]
+                s += d
+            ranef_cov[g] = full
+    return ranef, ranef_sd, ranef_cov
+
+
+def _is_singular(theta: np.ndarray, lower: np.ndarray) -> bool:
+    on_diag = np.isfinite(lower)
+    return bool(np.any(np.abs(theta[on_diag]) < SINGULAR_TOL))
+
+
+def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dropped,
+              terms: list[ReTerm], perm: list[int], theta: np.ndarray, sol: PlsSolution,
+              sum_log_w: float, reml: bool, opt, data_name, lower) -> LmmResult:
+    n, p = len(design.y), X.shape[1]
+    dof = n - p if reml else n
+    sigma = float(np.sqrt(sol.pwrss / dof))
+    objective = float(opt.fmin)
+    ml_dev = float(sol.logdet_L + n * np.log(2 * np.pi * sigma**2) + sol.pwrss / sigma**2
+                   - sum_log_w)
+    npar = p + len(theta) + 1
+    loglik = -objective / 2
+    vcov = sigma**2 * sol.RX_inv_cov
+    names = list(fixed_names)
+    varcorr, _ = _varcorr(terms, theta, sigma)
+    ranef, ranef_sd, ranef_cov = _ranef(terms, perm, sol, sigma)
+    fitted = X @ sol.beta + design.offset
+    for pos, k in enumerate(perm):
+        t = terms[k]
+        fitted = fitted + np.einsum("ij,ij->i", t.Z, sol.b[pos][t.codes])
+    residuals = design.y - fitted
+    singular = _is_singular(theta, lower)
+    if not opt.converged:
+        warnings.warn(f"the optimizer did not converge (status {opt.status} after {opt.feval} "
+                      "evaluations): the estimates may not be the optimum; check the model "
+                      "or rescale covariates", ConvergenceWarning, stacklevel=3)
+    if singular:
+        warnings.warn("boundary (singular) fit: a variance component is zero or a "
+                      "correlation is +-1; see the varcorr table", SingularFitWarning,
+                      stacklevel=3)
+    return LmmResult(
+        formula=formula, reml=reml, fixef=pd.Series(sol.beta, index=names, name="estimate"),
+        se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="std_error"),
+        vcov=pd.DataFrame(vcov, index=names, columns=names), varcorr=varcorr, sigma=sigma,
+        theta=theta, loglik=loglik, objective=objective, deviance=objective if not reml
+        else ml_dev, aic=-2 * loglik + 2 * npar, bic=-2 * loglik + np.log(n) * npar, npar=npar,
+        nobs=n, n_dropped=design.n_dropped, ngroups={t.group: t.nlevels for t in terms},
+        ranef=ranef, ranef_sd=ranef_sd, ranef_cov=ranef_cov, fitted=fitted,
+        residuals=residuals, scaled_residuals=residuals * np.sqrt(design.weights) / sigma,
+        converged=opt.converged, singular=singular, optsum=opt, dropped_columns=dropped,
+        data_name=data_name, weights_used=not np.all(design.weights == 1))

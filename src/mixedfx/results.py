@@ -1,0 +1,164 @@
+"""Frozen result of a linear mixed model fit."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .optimize import OptSummary
+
+
+@dataclass(frozen=True, eq=False)
+class LmmResult:
+    """A fitted linear mixed model, computed once and frozen.
+
+    Attributes
+    ----------
+    formula : str
+        The model formula.
+    reml : bool
+        True for a REML fit, False for maximum likelihood.
+    fixef : pandas.Series
+        Fixed-effects estimates (beta) by term name.
+    se : pandas.Series
+        Standard errors of the fixed effects.
+    vcov : pandas.DataFrame
+        Covariance matrix of the fixed-effects estimates.
+    varcorr : pandas.DataFrame
+        Variance components as R's ``as.data.frame(VarCorr(m))``: columns ``group, term1,
+        term2, vcov, sdcor``; one row per variance (sdcor = sd), per covariance (sdcor =
+        correlation) and a ``Residual`` row.
+    sigma : float
+        Residual standard deviation.
+    theta : numpy.ndarray
+        Relative covariance factor parameters (lme4's order: terms as in ``varcorr``, lower
+        triangle by column).
+    loglik : float
+        Log-likelihood (REML log-likelihood for a REML fit, as lme4 reports).
+    objective : float
+        REML criterion or ML deviance at the optimum (-2 loglik).
+    deviance : float
+        ML deviance; for a REML fit, -2 times the ML log-likelihood at the REML estimates.
+    aic, bic : float
+        Information criteria from ``loglik`` with ``npar`` parameters.
+    npar : int
+        Number of estimated parameters: fixed effects, theta and sigma.
+    nobs : int
+        Observations used (after dropping missing values).
+    n_dropped : int
+        Rows dropped for missing values.
+    ngroups : dict
+        Levels per grouping factor.
+    ranef : dict
+        Grouping factor -> DataFrame of conditional modes (levels x terms).
+    ranef_sd : dict
+        Grouping factor -> DataFrame of conditional standard deviations.
+    ranef_cov : dict
+        Grouping factor -> array (levels, terms, terms) of conditional covariances.
+    fitted, residuals : numpy.ndarray
+        Conditional fitted values and response residuals.
+    converged : bool
+        Whether the optimizer reported convergence.
+    singular : bool
+        Boundary fit: a diagonal element of a relative covariance factor is (near) zero.
+    optsum : OptSummary
+        Record of the optimization.
+    dropped_columns : tuple of str
+        Aliased fixed-effects columns dropped for rank deficiency.
+    """
+
+    formula: str
+    reml: bool
+    fixef: pd.Series
+    se: pd.Series
+    vcov: pd.DataFrame
+    varcorr: pd.DataFrame
+    sigma: float
+    theta: np.ndarray
+    loglik: float
+    objective: float
+    deviance: float
+    aic: float
+    bic: float
+    npar: int
+    nobs: int
+    n_dropped: int
+    ngroups: dict
+    ranef: dict
+    ranef_sd: dict
+    ranef_cov: dict
+    fitted: np.ndarray
+    residuals: np.ndarray
+    scaled_residuals: np.ndarray
+    converged: bool
+    singular: bool
+    optsum: OptSummary
+    dropped_columns: tuple[str, ...] = ()
+    data_name: str | None = None
+    weights_used: bool = field(default=False)
+
+    @property
+    def df_residual(self) -> int:
+        """Residual degrees of freedom as lme4 prints them: nobs - npar."""
+        return self.nobs - self.npar
+
+    def icc(self) -> pd.Series:
+        """Intraclass correlation per grouping factor with a random intercept.
+
+        Returns
+        -------
+        pandas.Series
+            For each grouping factor g with an ``(Intercept)`` variance sigma_g^2:
+            sigma_g^2 / (sum of all random-intercept variances + sigma^2). For random-slope
+            models this is the ICC at the covariates' zero.
+        """
+        vc = self.varcorr
+        ints = vc[(vc.term1 == "(Intercept)") & vc.term2.isna()]
+        total = ints.vcov.sum() + self.sigma**2
+        return pd.Series((ints.vcov / total).to_numpy(), index=ints.group.to_numpy(), name="icc")
+
+    def summary(self) -> str:
+        """lme4-style summary text."""
+        from .summary import render_lmm
+
+        return render_lmm(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def __repr__(self) -> str:
+        crit = "REML" if self.reml else "ML"
+        return (f"<LmmResult {self.formula!r} ({crit}) nobs={self.nobs} "
+                f"objective={self.objective:.4f}>")
+
+    def to_dict(self) -> dict:
+        """JSON-serializable dictionary of every result attribute."""
+
+        def frame(df: pd.DataFrame) -> dict:
+            return {"index": [str(i) for i in df.index], "columns": list(df.columns),
+                    "data": df.to_numpy().tolist()}
+
+        def num(x: float) -> float | None:
+            return None if x is None or (isinstance(x, float) and math.isnan(x)) else float(x)
+
+        varcorr = [{k: (num(v) if k in ("vcov", "sdcor") else (None if pd.isna(v) else v))
+                    for k, v in row.items()} for row in self.varcorr.to_dict("records")]
+        return {
+            "formula": self.formula, "reml": self.reml, "data": self.data_name,
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "se": {k: float(v) for k, v in self.se.items()},
+            "vcov": frame(self.vcov), "varcorr": varcorr, "sigma": self.sigma,
+            "theta": [float(t) for t in self.theta], "loglik": self.loglik,
+            "objective": self.objective, "deviance": self.deviance, "aic": self.aic,
+            "bic": self.bic, "npar": self.npar, "nobs": self.nobs, "n_dropped": self.n_dropped,
+            "ngroups": dict(self.ngroups),
+            "ranef": {g: frame(df) for g, df in self.ranef.items()},
+            "ranef_sd": {g: frame(df) for g, df in self.ranef_sd.items()},
+            "icc": {k: float(v) for k, v in self.icc().items()},
+            "fitted": self.fitted.tolist(), "residuals": self.residuals.tolist(),
+            "converged": self.converged, "singular": self.singular,
+            "dropped_columns": list(self.dropped_columns), "optsum": self.optsum.to_dict(),
+        }
