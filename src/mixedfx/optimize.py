@@ -114,5 +114,5 @@ def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarr
     seconds = time.perf_counter() - start
     return OptSummary(optimizer=optimizer, initial=tuple(map(float, x0)),
                       final=tuple(map(float, best["x"])), fmin=float(best["f"]), feval=best["n"],
-                      status=status, converged=status in _CONVERGED and np.isfinite(best["f"]),
+                      status=status, converged=bool(status in _CONVERGED and np.isfinite(best["f"])),
                       seconds=seconds, ftol_rel=ftol_rel, xtol_abs=xtol_abs)
