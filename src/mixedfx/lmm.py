@@ -69,7 +69,7 @@ def _rectify(theta: np.ndarray, terms: list[ReTerm]) -> np.ndarray:
 
 
 def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None,
-        offset: object = None, optimizer: str = "bobyqa", data_name: str | None = None
+        offset: object = None, optimizer: str = "newuoa", data_name: str | None = None
         ) -> LmmResult:
     """Fit a linear mixed model with lme4's formula syntax.
 

@@ -58,8 +58,8 @@ class OptSummary:
 
 
 def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, *,
-             optimizer: str = "bobyqa", initial_step: float = 0.75, ftol_rel: float = 1e-12,
-             ftol_abs: float = 1e-8, xtol_abs: float = 1e-10, maxeval: int = 100_000
+             optimizer: str = "bobyqa", initial_step: float = 0.75, ftol_rel: float = 1e-13,
+             ftol_abs: float = 0.0, xtol_abs: float = 1e-10, maxeval: int = 100_000
              ) -> OptSummary:
     """Minimize ``fun`` from ``x0`` without derivatives, keeping the best point seen.
 
