@@ -22,6 +22,7 @@ from scipy.linalg import lapack
 from ..design.reterm import theta_to_factor
 from .blocks import Blocks
 from .kernels import eliminate_first_term, scale_lower
+from .scatter import LevelScatter
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,7 +59,9 @@ class PlsFactorizer:
     def __init__(self, blocks: Blocks) -> None:
         self.blocks = blocks
         self.ntheta = [d * (d + 1) // 2 for d in blocks.dims]
-        self._work = np.empty_like(blocks.A22)
+        self.scatter = (LevelScatter(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
+                                     blocks.A21_val, blocks.m)
+                        if LevelScatter.fits(blocks.A21_ptr, blocks.dims[0], blocks.m) else None)
         rest_dims = blocks.dims[1:]
         self._scalar_rest = all(d == 1 for d in rest_dims)
         self._col_term = np.full(blocks.m, -1, dtype=np.int64)
@@ -105,7 +108,11 @@ class PlsFactorizer:
         factors = self.split(np.asarray(theta, dtype=float))
         S = np.empty_like(b.A22) if out is None else out
         np.copyto(S, b.A22)
-        logdet1 = eliminate_first_term(S, b.A11, b.A21_ptr, b.A21_idx, b.A21_val, factors[0])
+        if self.scatter is not None:
+            logdet1 = self.scatter.apply(S, factors[0])
+        else:
+            logdet1 = eliminate_first_term(S, b.A11, b.A21_ptr, b.A21_idx, b.A21_val,
+                                           factors[0])
         self._scale_remainder(S, factors)
         # S is C-ordered with its lower triangle filled: S.T is Fortran-ordered and its upper
         # triangle is the same matrix, so dpotrf(upper) factors it in place as U'U, U = L'.
