@@ -203,7 +203,7 @@ def build_design(parsed: ParsedFormula, data: object, weights: object = None,
     frame = data.loc[:, used].copy()
     w = _vector(weights, data, len(data), "weights")
     off = _vector(offset, data, len(data), "offset")
-    keep = frame.notna().all(axis=1).to_numpy()
+    keep = frame.notna().all(axis=1).to_numpy().copy()
     for extra in (w, off):
         if extra is not None:
             keep &= extra.notna().to_numpy()
