@@ -14,10 +14,10 @@ import pytest
 from mixedfx.design import build_design
 from mixedfx.design.reterm import theta_to_factor
 from mixedfx.formula import parse_formula
-from mixedfx.lmm import ThetaMap, display_order, engine_permutation
 from mixedfx.linalg.blocks import build_blocks
 from mixedfx.linalg.pls import PlsFactorizer, profiled_deviance
 from mixedfx.linalg.solution import solve
+from mixedfx.lmm import ThetaMap, display_order, engine_permutation
 
 
 def simulated(seed: int = 1, n: int = 240) -> pd.DataFrame:

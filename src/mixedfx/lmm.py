@@ -69,8 +69,8 @@ def _rectify(theta: np.ndarray, terms: list[ReTerm]) -> np.ndarray:
 
 
 def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None,
-        offset: object = None, optimizer: str = "newuoa", data_name: str | None = None
-        ) -> LmmResult:
+        offset: object = None, optimizer: str = "newuoa", control: dict | None = None,
+        data_name: str | None = None) -> LmmResult:
     """Fit a linear mixed model with lme4's formula syntax.
 
     Parameters
@@ -87,8 +87,13 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
         residual variance of observation i is sigma^2 / w_i.
     offset : str or array-like, optional
         Known term added to the linear predictor.
-    optimizer : {"bobyqa", "newuoa"}
-        Derivative-free optimizer over theta.
+    optimizer : {"newuoa", "bobyqa"}
+        Derivative-free optimizer over theta. NEWUOA (unconstrained, signs rectified after)
+        is the default: on the reference problems it needed fewer evaluations than BOBYQA
+        and stopped closer to the optimum.
+    control : dict, optional
+        Optimizer settings passed to :func:`mixedfx.optimize.minimize`: ``maxeval``,
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` (as lme4's ``optCtrl``).
     data_name : str, optional
         Name of the data shown in the summary.
 
@@ -121,7 +126,7 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
 
     theta0 = np.concatenate([t.theta_initial() for t in terms])
     lower = np.concatenate([t.theta_lower_bounds() for t in terms])
-    opt = minimize(objective, theta0, lower, optimizer=optimizer)
+    opt = minimize(objective, theta0, lower, optimizer=optimizer, **(control or {}))
     theta = np.asarray(opt.final)
     if optimizer == "newuoa":
         theta = _rectify(theta, terms)
@@ -175,7 +180,7 @@ def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float)
             dims = [i[3].shape[1] for i in items]
             full = np.zeros((items[0][3].shape[0], sum(dims), sum(dims)))
             s = 0
-            for i, d in zip(items, dims):
+            for i, d in zip(items, dims, strict=False):
                 full[:, s : s + d, s : s + d] = i[3]
                 s += d
             ranef_cov[g] = full

@@ -112,7 +112,8 @@ def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarr
     except (ValueError, RuntimeError) as exc:
         status = f"FAILURE: {exc}"
     seconds = time.perf_counter() - start
+    converged = bool(status in _CONVERGED and np.isfinite(best["f"]))
     return OptSummary(optimizer=optimizer, initial=tuple(map(float, x0)),
                       final=tuple(map(float, best["x"])), fmin=float(best["f"]), feval=best["n"],
-                      status=status, converged=bool(status in _CONVERGED and np.isfinite(best["f"])),
+                      status=status, converged=converged,
                       seconds=seconds, ftol_rel=ftol_rel, xtol_abs=xtol_abs)

@@ -11,7 +11,7 @@ def _fmt_table(rows: list[list[str]], align_left: set[int]) -> list[str]:
     out = []
     for r in rows:
         cells = [c.ljust(w) if i in align_left else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(r, widths))]
+                 for i, (c, w) in enumerate(zip(r, widths, strict=False))]
         out.append(" ".join(cells).rstrip())
     return out
 

@@ -91,10 +91,11 @@ def _vector(arg: object, frame: pd.DataFrame, n_rows: int, what: str) -> pd.Seri
             raise _unknown_column(arg, list(map(str, frame.columns)), f"{what}='{arg}'")
         values = frame[arg]
     else:
-        values = pd.Series(np.asarray(arg, dtype=float).ravel(), index=frame.index)
-        if len(values) != n_rows:
-            raise DataError(f"{what} has {len(values)} values but the data has {n_rows} rows; "
-                            f"give one {what[:-1] if what.endswith('s') else what} per row")
+        array = np.asarray(arg, dtype=float).ravel()
+        if len(array) != n_rows:
+            raise DataError(f"{what} has {len(array)} values but the data has {n_rows} rows; "
+                            f"give one value per row")
+        values = pd.Series(array, index=frame.index)
     if values.dtype.kind not in "iufb":
         raise DataError(f"{what} must be numeric, got dtype {values.dtype}")
     return values.astype(float)
@@ -147,7 +148,7 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
         parts.append(np.asarray([str(v) for v in lev])[uniq % len(lev)])
         uniq = uniq // len(lev)
     names = parts[::-1]
-    level_names = tuple(":".join(t) for t in zip(*names)) if len(names) > 1 else \
+    level_names = tuple(":".join(t) for t in zip(*names, strict=False)) if len(names) > 1 else \
         tuple(str(v) for v in names[0])
     return codes.astype(np.int64), level_names
 

@@ -205,7 +205,8 @@ def parse_formula(text: str) -> ParsedFormula:
     for piece, ppos in _split_top(rhs, "+", rpos):
         stripped = piece.strip()
         lead = ppos + len(piece) - len(piece.lstrip())
-        if stripped.startswith("(") and stripped.endswith(")") and _find_bar(stripped[1:-1])[0] >= 0:
+        bracketed = stripped.startswith("(") and stripped.endswith(")")
+        if bracketed and _find_bar(stripped[1:-1])[0] >= 0:
             random.extend(_random_terms(stripped[1:-1], text, lead + 1))
         elif "|" in stripped:
             raise FormulaError("a random-effects term must be in parentheses: (expr | group)",

@@ -68,7 +68,7 @@ class Blocks:
 
 def _rest_columns(codes: list[np.ndarray], Zs: list[np.ndarray], offsets: list[int]):
     """Yield (global remainder column of each row, weighted value) per rest term component."""
-    for c, Z, off in zip(codes, Zs, offsets):
+    for c, Z, off in zip(codes, Zs, offsets, strict=False):
         p = Z.shape[1]
         for b in range(p):
             yield off + c * p + b, Z[:, b]

@@ -72,7 +72,7 @@ class PlsFactorizer:
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
         """Relative covariance factors T_k from the engine-order theta vector."""
         out, start = [], 0
-        for d, nt in zip(self.blocks.dims, self.ntheta):
+        for d, nt in zip(self.blocks.dims, self.ntheta, strict=False):
             out.append(theta_to_factor(theta[start : start + nt], d))
             start += nt
         return tuple(out)
