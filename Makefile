@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/mixedfx fit "Reaction ~ Days + (Days | Subject)" --data sleepstudy
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests $(wildcard benchmarks)
 	OPENBLAS_NUM_THREADS=2 $(BIN)/pytest
 
 bench: $(STAMP)
