@@ -19,6 +19,7 @@ import numpy as np
 from numba import njit, prange
 
 MAX_BYTES = 1 << 30
+PARALLEL_NNZ = 1 << 20
 
 
 @njit(cache=True)
@@ -81,13 +82,71 @@ def build_scatter(ptr, idx, val, m):  # pragma: no cover - compiled
 
 
 @njit(parallel=True, cache=True)
-def apply_scatter(S_flat, dest, rowptr, cols, vals, w):  # pragma: no cover - compiled
+def apply_scatter_parallel(S_flat, dest, rowptr, cols, vals, w):  # pragma: no cover
     """S_flat[dest] -= K w (destinations are distinct, so rows run in parallel)."""
     for r in prange(dest.shape[0]):
         acc = 0.0
         for k in range(rowptr[r], rowptr[r + 1]):
             acc += vals[k] * w[cols[k]]
         S_flat[dest[r]] -= acc
+
+
+@njit(cache=True)
+def apply_scatter_serial(S_flat, dest, rowptr, cols, vals, w):  # pragma: no cover
+    """As :func:`apply_scatter_parallel`, without the thread start-up cost of small K."""
+    for r in range(dest.shape[0]):
+        acc = 0.0
+        for k in range(rowptr[r], rowptr[r + 1]):
+            acc += vals[k] * w[cols[k]]
+        S_flat[dest[r]] -= acc
+
+
+@njit(cache=True)
+def level_weights(A11, T1):  # pragma: no cover - compiled
+    """w = (W_j[a, b], a <= b) with W_j = T1 M_j^{-1} T1', M_j = T1'A11_j T1 + I; and
+    sum_j log det M_j."""
+    l1, p1 = A11.shape[0], A11.shape[1]
+    npair = p1 * (p1 + 1) // 2
+    w = np.empty(l1 * npair)
+    M = np.empty((p1, p1))
+    B = np.empty((p1, p1))
+    logdet = 0.0
+    for j in range(l1):
+        for a in range(p1):
+            for b in range(p1):
+                acc = 0.0
+                for c in range(p1):
+                    for d in range(p1):
+                        acc += T1[c, a] * A11[j, c, d] * T1[d, b]
+                M[a, b] = acc
+            M[a, a] += 1.0
+        for a in range(p1):  # Cholesky M = L L' in place (lower)
+            acc = M[a, a]
+            for k in range(a):
+                acc -= M[a, k] * M[a, k]
+            dg = np.sqrt(acc)
+            M[a, a] = dg
+            logdet += 2.0 * np.log(dg)
+            for b in range(a + 1, p1):
+                acc = M[b, a]
+                for k in range(a):
+                    acc -= M[b, k] * M[a, k]
+                M[b, a] = acc / dg
+        for r in range(p1):  # B = T1 L^{-T}, so W = B B'
+            for a in range(p1):
+                acc = T1[r, a]
+                for k in range(a):
+                    acc -= M[a, k] * B[r, k]
+                B[r, a] = acc / M[a, a]
+        q = 0
+        for a in range(p1):
+            for b in range(a, p1):
+                acc = 0.0
+                for k in range(p1):
+                    acc += B[a, k] * B[b, k]
+                w[j * npair + q] = acc
+                q += 1
+    return w, logdet
 
 
 class LevelScatter:
@@ -106,8 +165,6 @@ class LevelScatter:
     def __init__(self, A11: np.ndarray, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray,
                  m: int) -> None:
         self.A11 = A11
-        self.p1 = A11.shape[1]
-        self.upper = np.triu_indices(self.p1)
         self.dest, self.rowptr, self.cols, self.vals = build_scatter(ptr, idx, val, m)
 
     @staticmethod
@@ -117,19 +174,11 @@ class LevelScatter:
 
     def weights(self, T1: np.ndarray) -> tuple[np.ndarray, float]:
         """w (levels x pairs, flattened) and sum_j log det M_j at factor T1."""
-        if self.p1 == 1:
-            t2 = T1[0, 0] ** 2
-            M = t2 * self.A11[:, 0, 0] + 1.0
-            return t2 / M, float(np.sum(np.log(M)))
-        M = np.einsum("ca,jcd,db->jab", T1, self.A11, T1) + np.eye(self.p1)
-        L = np.linalg.cholesky(M)
-        logdet = 2.0 * float(np.sum(np.log(np.einsum("jaa->ja", L))))
-        B = np.linalg.solve(L, np.broadcast_to(T1.T, M.shape))  # L^{-1} T1'
-        W = np.einsum("jka,jkb->jab", B, B)  # T1 M^{-1} T1'
-        return np.ascontiguousarray(W[:, self.upper[0], self.upper[1]]).ravel(), logdet
+        return level_weights(self.A11, np.ascontiguousarray(T1))
 
     def apply(self, S: np.ndarray, T1: np.ndarray) -> float:
         """Subtract the first term's update from S's lower triangle; return its log det."""
         w, logdet = self.weights(T1)
-        apply_scatter(S.reshape(-1), self.dest, self.rowptr, self.cols, self.vals, w)
+        kernel = apply_scatter_parallel if len(self.vals) > PARALLEL_NNZ else apply_scatter_serial
+        kernel(S.reshape(-1), self.dest, self.rowptr, self.cols, self.vals, w)
         return logdet
