@@ -7,6 +7,7 @@ default ``na.action`` does. The caller's data frame is never modified.
 from __future__ import annotations
 
 import difflib
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -64,8 +65,14 @@ def as_pandas(data: object) -> pd.DataFrame:
     raise DataError(f"data must be a pandas or polars DataFrame, got {type(data).__name__}")
 
 
+_SIMPLE = re.compile(r"^[\sA-Za-z0-9_.+-]*$")
+
+
 def variables(expr: str, formula: str) -> set[str]:
     """Data columns an expression of the formula refers to."""
+    if _SIMPLE.match(expr):  # names, numbers, + and -: no need for formulaic's parser
+        tokens = (t.strip() for t in expr.replace("-", "+").split("+"))
+        return {t for t in tokens if t and not t.replace(".", "").isdigit()}
     try:
         return set(Formula(expr).required_variables)
     except Exception as exc:  # formulaic's parser errors
@@ -101,7 +108,34 @@ def _vector(arg: object, frame: pd.DataFrame, n_rows: int, what: str) -> pd.Seri
     return values.astype(float)
 
 
+def _plain_numeric(expr: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Model matrix of an expression made only of numeric column names and 1/0, or None.
+
+    The common case (``1 + Days``) without formulaic's overhead; anything else (factors,
+    interactions, functions) returns None and goes through formulaic.
+    """
+    intercept, names = True, []
+    for raw in expr.replace("-", "+-").split("+"):
+        token = raw.strip()
+        if token in ("1", ""):
+            continue
+        if token in ("0", "-1"):
+            intercept = False
+        elif token in frame.columns and frame[token].dtype.kind in "iuf":
+            names.append(token)
+        else:
+            return None
+    if len(set(names)) != len(names):
+        return None
+    cols = {"Intercept": np.ones(len(frame))} if intercept else {}
+    cols.update({n: frame[n].to_numpy(dtype=float) for n in names})
+    return pd.DataFrame(cols, index=frame.index)
+
+
 def _materialize(expr: str, frame: pd.DataFrame, formula: str) -> pd.DataFrame:
+    fast = _plain_numeric(expr, frame)
+    if fast is not None:
+        return fast
     try:
         return model_matrix(expr, frame)
     except Exception as exc:

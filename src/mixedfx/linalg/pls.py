@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.linalg import lapack
 
-from ..design.reterm import theta_to_factor
+from ..design.reterm import lower_indices
 from .blocks import Blocks
 from .kernels import eliminate_first_term, scale_lower
 from .scatter import LevelScatter
@@ -59,6 +59,7 @@ class PlsFactorizer:
     def __init__(self, blocks: Blocks) -> None:
         self.blocks = blocks
         self.ntheta = [d * (d + 1) // 2 for d in blocks.dims]
+        self._lower = [lower_indices(d) for d in blocks.dims]
         self.scatter = (LevelScatter(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
                                      blocks.A21_val, blocks.m)
                         if LevelScatter.fits(blocks.A21_ptr, blocks.dims[0], blocks.m) else None)
@@ -72,8 +73,10 @@ class PlsFactorizer:
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
         """Relative covariance factors T_k from the engine-order theta vector."""
         out, start = [], 0
-        for d, nt in zip(self.blocks.dims, self.ntheta, strict=False):
-            out.append(theta_to_factor(theta[start : start + nt], d))
+        for d, nt, (rows, cols) in zip(self.blocks.dims, self.ntheta, self._lower, strict=True):
+            T = np.zeros((d, d))
+            T[rows, cols] = theta[start : start + nt]
+            out.append(T)
             start += nt
         return tuple(out)
 
