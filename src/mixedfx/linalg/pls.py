@@ -21,8 +21,8 @@ from scipy.linalg import lapack
 
 from ..design.reterm import lower_indices
 from .blocks import Blocks
-from .kernels import eliminate_first_term, scale_lower
-from .scatter import LevelScatter
+from .kernels import scale_lower
+from .tiles import TiledElimination
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,9 +60,8 @@ class PlsFactorizer:
         self.blocks = blocks
         self.ntheta = [d * (d + 1) // 2 for d in blocks.dims]
         self._lower = [lower_indices(d) for d in blocks.dims]
-        self.scatter = (LevelScatter(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
-                                     blocks.A21_val, blocks.m)
-                        if LevelScatter.fits(blocks.A21_ptr, blocks.dims[0], blocks.m) else None)
+        self.elimination = TiledElimination(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
+                                            blocks.A21_val, blocks.m)
         rest_dims = blocks.dims[1:]
         self._scalar_rest = all(d == 1 for d in rest_dims)
         self._col_term = np.full(blocks.m, -1, dtype=np.int64)
@@ -111,11 +110,7 @@ class PlsFactorizer:
         factors = self.split(np.asarray(theta, dtype=float))
         S = np.empty_like(b.A22) if out is None else out
         np.copyto(S, b.A22)
-        if self.scatter is not None:
-            logdet1 = self.scatter.apply(S, factors[0])
-        else:
-            logdet1 = eliminate_first_term(S, b.A11, b.A21_ptr, b.A21_idx, b.A21_val,
-                                           factors[0])
+        logdet1 = self.elimination.apply(S, factors[0])
         self._scale_remainder(S, factors)
         # S is C-ordered with its lower triangle filled: S.T is Fortran-ordered and its upper
         # triangle is the same matrix, so dpotrf(upper) factors it in place as U'U, U = L'.
