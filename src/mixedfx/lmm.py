@@ -9,6 +9,7 @@ assemble the result (here).
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,8 @@ def _rectify(theta: np.ndarray, terms: list[ReTerm]) -> np.ndarray:
 
 
 def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None,
-        offset: object = None, optimizer: str = "newuoa", control: dict | None = None,
+        offset: object = None, correlation: object = None, variance: object = None,
+        optimizer: str = "newuoa", control: dict | None = None,
         data_name: str | None = None) -> LmmResult:
     """Fit a linear mixed model with lme4's formula syntax.
 
@@ -87,6 +89,10 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
         residual variance of observation i is sigma^2 / w_i.
     offset : str or array-like, optional
         Known term added to the linear predictor.
+    correlation : residual correlation structure, optional
+        Within-group correlation of the residuals, e.g. ``mixedfx.AR1(group="Mare")``.
+    variance : residual variance function, optional
+        Heteroscedastic residuals, e.g. ``mixedfx.VarIdent("Sex")``.
     optimizer : {"newuoa", "bobyqa"}
         Derivative-free optimizer over theta. NEWUOA (unconstrained, signs rectified after)
         is the default: on the reference problems it needed fewer evaluations than BOBYQA
@@ -106,33 +112,89 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
     The profiled deviance is minimized over theta by penalized least squares (Bates et al.
     2015): beta and sigma are solved for at each theta; they are not optimizer parameters.
     """
-    parsed = parse_formula(formula)
-    if not parsed.random:
-        raise DataError("the formula has no random-effects term such as (1 | group); "
-                        "for a fixed-effects-only model use ordinary least squares")
-    design = build_design(parsed, data, weights, offset)
-    X, fixed_names = drop_aliased(design.X, design.fixed_names, design.weights)
-    dropped = tuple(n for n in design.fixed_names if n not in fixed_names)
-    terms = display_order(design.terms)
-    perm = engine_permutation(terms)
-    tmap = ThetaMap(terms, perm)
-    blocks = build_blocks([terms[k] for k in perm], X, design.y - design.offset,
-                          design.weights)
-    fz = PlsFactorizer(blocks)
-    work = np.empty_like(blocks.A22)
+    if correlation is not None or variance is not None:
+        from .residual import fit_structured
 
-    def objective(theta: np.ndarray) -> float:
-        return profiled_deviance(fz.factor(tmap.to_engine(theta), out=work), blocks, reml)
+        return fit_structured(formula, data, reml=reml, weights=weights, offset=offset,
+                              correlation=correlation, variance=variance, optimizer=optimizer,
+                              control=control, data_name=data_name)
+    model = LmmModel.from_formula(formula, data, reml=reml, weights=weights, offset=offset)
+    return model.fit(optimizer=optimizer, control=control, data_name=data_name)
 
-    theta0 = np.concatenate([t.theta_initial() for t in terms])
-    lower = np.concatenate([t.theta_lower_bounds() for t in terms])
-    opt = minimize(objective, theta0, lower, optimizer=optimizer, **(control or {}))
-    theta = np.asarray(opt.final)
-    if optimizer == "newuoa":
-        theta = _rectify(theta, terms)
-    sol = solve(fz, tmap.to_engine(theta))
-    return _assemble(parsed.text, design, X, fixed_names, dropped, terms, perm, theta, sol,
-                     blocks.sum_log_weights, reml, opt, data_name, lower)
+
+class LmmModel:
+    """A linear mixed model ready to evaluate: design, terms and cross-product blocks.
+
+    Holds no estimates; :meth:`fit` returns a frozen :class:`LmmResult` that keeps a
+    reference to its model, so inference (profiles, refits, simulation) can evaluate the
+    objective elsewhere. Treat it as immutable: ``with_response`` and ``with_reml`` return
+    new models.
+
+    Parameters
+    ----------
+    formula : str
+        The formula as given.
+    design : ModelDesign
+        Numeric design (``design.X`` before dropping aliased columns).
+    reml : bool
+        REML criterion (True) or ML deviance (False).
+    """
+
+    def __init__(self, formula: str, design: ModelDesign, reml: bool) -> None:
+        self.formula = formula
+        self.design = design
+        self.reml = reml
+        self.X, self.fixed_names = drop_aliased(design.X, design.fixed_names, design.weights)
+        self.dropped = tuple(n for n in design.fixed_names if n not in self.fixed_names)
+        self.terms = display_order(design.terms)
+        self.perm = engine_permutation(self.terms)
+        self.tmap = ThetaMap(self.terms, self.perm)
+        self.blocks = build_blocks([self.terms[k] for k in self.perm], self.X,
+                                   design.y - design.offset, design.weights)
+        self.factorizer = PlsFactorizer(self.blocks)
+        self.theta0 = np.concatenate([t.theta_initial() for t in self.terms])
+        self.lower = np.concatenate([t.theta_lower_bounds() for t in self.terms])
+        self._work = np.empty_like(self.blocks.A22)
+
+    @classmethod
+    def from_formula(cls, formula: str, data: object, *, reml: bool = True,
+                     weights: object = None, offset: object = None) -> LmmModel:
+        """Parse the formula and build the design (see :func:`lmm` for the arguments)."""
+        parsed = parse_formula(formula)
+        if not parsed.random:
+            raise DataError("the formula has no random-effects term such as (1 | group); "
+                            "for a fixed-effects-only model use ordinary least squares")
+        return cls(parsed.text, build_design(parsed, data, weights, offset), reml)
+
+    def objective(self, theta: np.ndarray) -> float:
+        """REML criterion or ML deviance, profiled over beta and sigma, at ``theta``
+        (display order, as ``LmmResult.theta``)."""
+        f = self.factorizer.factor(self.tmap.to_engine(np.asarray(theta, float)), out=self._work)
+        return profiled_deviance(f, self.blocks, self.reml)
+
+    def solve(self, theta: np.ndarray) -> PlsSolution:
+        """beta, conditional modes and covariances at ``theta`` (display order)."""
+        return solve(self.factorizer, self.tmap.to_engine(np.asarray(theta, float)))
+
+    def with_reml(self, reml: bool) -> LmmModel:
+        """The same model with the other criterion (ML refit of a REML model, say)."""
+        return LmmModel(self.formula, self.design, reml)
+
+    def with_response(self, y: np.ndarray) -> LmmModel:
+        """The same design with a new response (for simulation and bootstrap)."""
+        design = replace(self.design, y=np.asarray(y, dtype=float))
+        return LmmModel(self.formula, design, self.reml)
+
+    def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
+            data_name: str | None = None, theta0: np.ndarray | None = None) -> LmmResult:
+        """Optimize theta and assemble the frozen result."""
+        start = self.theta0 if theta0 is None else np.asarray(theta0, float)
+        opt = minimize(self.objective, start, self.lower, optimizer=optimizer,
+                       **(control or {}))
+        theta = np.asarray(opt.final)
+        if optimizer == "newuoa":
+            theta = _rectify(theta, self.terms)
+        return _assemble(self, theta, self.solve(theta), opt, data_name)
 
 
 def _varcorr(terms: list[ReTerm], theta: np.ndarray, sigma: float) -> tuple[pd.DataFrame, list]:
@@ -192,9 +254,10 @@ def _is_singular(theta: np.ndarray, lower: np.ndarray) -> bool:
     return bool(np.any(np.abs(theta[on_diag]) < SINGULAR_TOL))
 
 
-def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dropped,
-              terms: list[ReTerm], perm: list[int], theta: np.ndarray, sol: PlsSolution,
-              sum_log_w: float, reml: bool, opt, data_name, lower) -> LmmResult:
+def _assemble(model: LmmModel, theta: np.ndarray, sol: PlsSolution, opt,
+              data_name: str | None) -> LmmResult:
+    design, X, terms, perm, reml = model.design, model.X, model.terms, model.perm, model.reml
+    sum_log_w = model.blocks.sum_log_weights
     n, p = len(design.y), X.shape[1]
     dof = n - p if reml else n
     sigma = float(np.sqrt(sol.pwrss / dof))
@@ -204,7 +267,7 @@ def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dro
     npar = p + len(theta) + 1
     loglik = -objective / 2
     vcov = sigma**2 * sol.RX_inv_cov
-    names = list(fixed_names)
+    names = list(model.fixed_names)
     varcorr, _ = _varcorr(terms, theta, sigma)
     ranef, ranef_sd, ranef_cov = _ranef(terms, perm, sol, sigma)
     fitted = X @ sol.beta + design.offset
@@ -212,7 +275,7 @@ def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dro
         t = terms[k]
         fitted = fitted + np.einsum("ij,ij->i", t.Z, sol.b[pos][t.codes])
     residuals = design.y - fitted
-    singular = _is_singular(theta, lower)
+    singular = _is_singular(theta, model.lower)
     if not opt.converged:
         warnings.warn(f"the optimizer did not converge (status {opt.status} after {opt.feval} "
                       "evaluations): the estimates may not be the optimum; check the model "
@@ -222,7 +285,7 @@ def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dro
                       "correlation is +-1; see the varcorr table", SingularFitWarning,
                       stacklevel=3)
     return LmmResult(
-        formula=formula, reml=reml, fixef=pd.Series(sol.beta, index=names, name="estimate"),
+        formula=model.formula, reml=reml, fixef=pd.Series(sol.beta, index=names, name="estimate"),
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="std_error"),
         vcov=pd.DataFrame(vcov, index=names, columns=names), varcorr=varcorr, sigma=sigma,
         theta=theta, loglik=loglik, objective=objective, deviance=objective if not reml
@@ -230,5 +293,5 @@ def _assemble(formula: str, design: ModelDesign, X: np.ndarray, fixed_names, dro
         nobs=n, n_dropped=design.n_dropped, ngroups={t.group: t.nlevels for t in terms},
         ranef=ranef, ranef_sd=ranef_sd, ranef_cov=ranef_cov, fitted=fitted,
         residuals=residuals, scaled_residuals=residuals * np.sqrt(design.weights) / sigma,
-        converged=opt.converged, singular=singular, optsum=opt, dropped_columns=dropped,
-        data_name=data_name, weights_used=not np.all(design.weights == 1))
+        converged=opt.converged, singular=singular, optsum=opt, dropped_columns=model.dropped,
+        data_name=data_name, weights_used=not np.all(design.weights == 1), model=model)

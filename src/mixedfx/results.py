@@ -68,6 +68,16 @@ class LmmResult:
         Record of the optimization.
     dropped_columns : tuple of str
         Aliased fixed-effects columns dropped for rank deficiency.
+    data_name : str or None
+        Name of the data shown in the summary.
+    weights_used : bool
+        Whether prior weights other than 1 were given.
+    residual_params : dict
+        Parameters of a residual covariance structure in nlme's parameterization (empty for
+        sigma^2 I).
+    model : LmmModel
+        The model the result was fitted from (design and blocks), for inference that
+        evaluates the objective elsewhere; not serialized.
     """
 
     formula: str
@@ -99,6 +109,8 @@ class LmmResult:
     dropped_columns: tuple[str, ...] = ()
     data_name: str | None = None
     weights_used: bool = field(default=False)
+    residual_params: dict = field(default_factory=dict)
+    model: object = field(default=None, repr=False, compare=False)
 
     @property
     def df_residual(self) -> int:
@@ -161,4 +173,5 @@ class LmmResult:
             "fitted": self.fitted.tolist(), "residuals": self.residuals.tolist(),
             "converged": self.converged, "singular": self.singular,
             "dropped_columns": list(self.dropped_columns), "optsum": self.optsum.to_dict(),
+            "residual_params": {k: float(v) for k, v in self.residual_params.items()},
         }
