@@ -8,7 +8,6 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from .blocks import Blocks
-from .kernels import level_quadratic_forms
 from .pls import Factor, PlsFactorizer
 
 
@@ -93,8 +92,7 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
         Sinv = Lr_inv.T @ Lr_inv
         C = _lambda_rest(Sinv, blocks, factors, left=False, right=True)
         C = _lambda_rest(C, blocks, factors, left=True, right=False)
-        Q = level_quadratic_forms(blocks.A21_ptr, blocks.A21_idx, blocks.A21_val,
-                                  T1.shape[0], np.ascontiguousarray(C))
+        Q = fz.elimination.quadratic_forms(C)
         MT = Minv @ T1.T
         var_u1 = Minv + MT @ Q @ np.transpose(MT, (0, 2, 1))
     else:

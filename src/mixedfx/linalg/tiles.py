@@ -135,8 +135,50 @@ class TiledElimination:
         work = float(np.sum(counts * (counts + 1) / 2.0))
         self._update = tiled_update_parallel if work > PARALLEL_WORK else tiled_update_serial
 
+    def quadratic_forms(self, C: np.ndarray) -> np.ndarray:
+        """(l1, p1, p1) array of V_j' C[idx_j, idx_j] V_j (C covers the random remainder)."""
+        return tiled_quadratic_forms(np.ascontiguousarray(C), self.idx, self.val, self.starts,
+                                     self.pairs, self.A11.shape[0])
+
     def apply(self, S: np.ndarray, T1: np.ndarray) -> float:
         """S <- S - sum_j G_j G_j' on the lower triangle; returns sum_j log det M_j."""
         logdet = level_factors(self.A11, np.ascontiguousarray(T1), self.val, self.ptr, self.G)
         self._update(S, self.idx, self.G, self.starts, self.pairs)
         return logdet
+
+
+@njit(cache=True)
+def tiled_quadratic_forms(C, idx, val, starts, pairs, l1):  # pragma: no cover - compiled
+    """Q_j = V_j' C[idx_j, idx_j] V_j for every level j, over entries with idx < len(C).
+
+    Visits C tile by tile (as :func:`_tiled_update`), so C stays in cache; C is symmetric
+    and only pairs t <= s are read.
+    """
+    p1 = val.shape[1]
+    mc = C.shape[0]
+    out = np.zeros((l1, p1, p1))
+    for q in range(pairs.shape[0]):
+        P, Q = pairs[q, 0], pairs[q, 1]
+        for j in range(l1):
+            s0, s1 = starts[j, P], starts[j, P + 1]
+            t0, t1 = starts[j, Q], starts[j, Q + 1]
+            for s in range(s0, s1):
+                i = idx[s]
+                if i >= mc:
+                    break
+                tend = t1 if P != Q else s + 1
+                for t in range(t0, tend):
+                    k = idx[t]
+                    if k >= mc:
+                        break
+                    c = C[i, k]
+                    if s == t:
+                        for a in range(p1):
+                            for b in range(p1):
+                                out[j, a, b] += c * val[s, a] * val[s, b]
+                    else:
+                        for a in range(p1):
+                            for b in range(p1):
+                                out[j, a, b] += c * (val[s, a] * val[t, b]
+                                                    + val[t, a] * val[s, b])
+    return out
