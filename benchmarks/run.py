@@ -73,13 +73,13 @@ def main(argv: list[str] | None = None) -> int:
             for peer, fn in case.runners.items():
                 if peer != "mixedfx" and args.no_peers:
                     continue
+                peers += [peer] if peer not in peers else []
                 if peer in case.slow_peers and not args.all_peers:
                     results[peer] = Timing(None, None, "skipped (slow; --all-peers)")
                     continue
                 if peer == "mixedfx" and case.repeats > 1:
                     fn(data)  # warm-up: numba dispatch and caches, as "after import"
                 results[peer] = time_runner(fn, data, case.repeats if peer == "mixedfx" else 1)
-                peers += [peer] if peer not in peers else []
         if case.r_code and not args.no_peers:
             if "R" in case.slow_peers and not args.all_peers:
                 results["R"] = Timing(None, None, "skipped (slow; --all-peers)")
