@@ -23,8 +23,10 @@ from .linalg.pls import PlsFactorizer, profiled_deviance
 from .linalg.solution import PlsSolution, solve
 from .optimize import minimize
 from .results import LmmResult
+from .start import moment_start
 
 SINGULAR_TOL = 1e-4
+MOMENT_STEP = 0.1  # initial trust-region radius from the moment start (it is usually close)
 
 
 def display_order(terms: tuple[ReTerm, ...]) -> list[ReTerm]:
@@ -185,12 +187,31 @@ class LmmModel:
         design = replace(self.design, y=np.asarray(y, dtype=float))
         return LmmModel(self.formula, design, self.reml)
 
+    def moment_theta(self) -> np.ndarray:
+        """Moment-based starting theta (display order); see :mod:`mixedfx.start`."""
+        return moment_start(self.terms, self.X, self.design.y - self.design.offset,
+                            self.design.weights)
+
     def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
             data_name: str | None = None, theta0: np.ndarray | None = None) -> LmmResult:
-        """Optimize theta and assemble the frozen result."""
-        start = self.theta0 if theta0 is None else np.asarray(theta0, float)
-        opt = minimize(self.objective, start, self.lower, optimizer=optimizer,
-                       **(control or {}))
+        """Optimize theta and assemble the frozen result.
+
+        ``control["start"]`` chooses the starting point when ``theta0`` is not given:
+        ``"moments"`` (default; ANOVA-type estimates, then a small initial trust region) or
+        ``"identity"`` (lme4's start, initial step 0.75).
+        """
+        settings = dict(control or {})
+        how = settings.pop("start", "moments")
+        if theta0 is not None:
+            start = np.asarray(theta0, float)
+        elif how == "moments":
+            start = self.moment_theta()
+            settings.setdefault("initial_step", MOMENT_STEP)
+        elif how == "identity":
+            start = self.theta0
+        else:
+            raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
+        opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
         theta = np.asarray(opt.final)
         if optimizer == "newuoa":
             theta = _rectify(theta, self.terms)
