@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
 
 
@@ -15,3 +16,22 @@ def scale_lower(S, d, m_random):  # pragma: no cover - compiled
             S[i, j] *= di * d[j]
     for i in range(m_random):
         S[i, i] += 1.0
+
+
+@njit(cache=True)
+def deviance_from_factor(L, logdet_first, m_random, p, n, reml, sum_log_weights
+                         ):  # pragma: no cover - compiled
+    """Profiled ML deviance or REML criterion from the remainder's factor (see pls.py)."""
+    logdet = logdet_first
+    for i in range(m_random):
+        logdet += 2.0 * np.log(L[i, i])
+    dof = n
+    if reml:
+        dof = n - p
+        for i in range(m_random, m_random + p):
+            logdet += 2.0 * np.log(L[i, i])
+    last = L.shape[0] - 1
+    pwrss = L[last, last] * L[last, last]
+    if not np.isfinite(logdet) or not pwrss > 0.0:
+        return np.inf
+    return logdet + dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof)) - sum_log_weights

@@ -21,7 +21,7 @@ from scipy.linalg import lapack
 
 from ..design.reterm import lower_indices
 from .blocks import Blocks
-from .kernels import scale_lower
+from .kernels import deviance_from_factor, scale_lower
 from .tiles import TiledElimination
 
 
@@ -64,10 +64,13 @@ class PlsFactorizer:
                                             blocks.A21_val, blocks.m)
         rest_dims = blocks.dims[1:]
         self._scalar_rest = all(d == 1 for d in rest_dims)
-        self._col_term = np.full(blocks.m, -1, dtype=np.int64)
+        col_term = np.full(blocks.m, -1, dtype=np.int64)
         for k, off in enumerate(blocks.offsets):
             size = blocks.nlevels[k + 1] * blocks.dims[k + 1]
-            self._col_term[off : off + size] = k + 1
+            col_term[off : off + size] = k + 1
+        self._rest_cols = np.flatnonzero(col_term >= 0)
+        self._rest_term = col_term[self._rest_cols]
+        self._scale = np.ones(blocks.m)
 
     def split(self, theta: np.ndarray) -> tuple[np.ndarray, ...]:
         """Relative covariance factors T_k from the engine-order theta vector."""
@@ -81,10 +84,11 @@ class PlsFactorizer:
 
     def _scale_remainder(self, S: np.ndarray, factors: tuple[np.ndarray, ...]) -> None:
         b = self.blocks
+        if b.m_random == 0:  # one term: the remainder is [X y] alone, nothing to scale
+            return
         if self._scalar_rest:
-            d = np.ones(b.m)
-            mask = self._col_term >= 0
-            d[mask] = np.array([f[0, 0] for f in factors])[self._col_term[mask]]
+            d = self._scale
+            d[self._rest_cols] = np.array([f[0, 0] for f in factors])[self._rest_term]
             scale_lower(S, d, b.m_random)
             return
         S[:] = np.tril(S) + np.tril(S, -1).T
@@ -131,13 +135,5 @@ def profiled_deviance(f: Factor, blocks: Blocks, reml: bool) -> float:
     """
     if not f.ok:
         return np.inf
-    diag = np.diagonal(f.L)
-    mr, p = blocks.m_random, blocks.p
-    logdet = f.logdet_first + 2.0 * np.sum(np.log(diag[:mr]))
-    pwrss = diag[-1] ** 2
-    n = blocks.n - p if reml else blocks.n
-    if reml:
-        logdet += 2.0 * np.sum(np.log(diag[mr : mr + p]))
-    if not np.isfinite(logdet) or pwrss <= 0:
-        return np.inf
-    return float(logdet + n * (1.0 + np.log(2.0 * np.pi * pwrss / n)) - blocks.sum_log_weights)
+    return float(deviance_from_factor(f.L, f.logdet_first, blocks.m_random, blocks.p, blocks.n,
+                                      reml, blocks.sum_log_weights))
