@@ -108,7 +108,19 @@ def _vector(arg: object, frame: pd.DataFrame, n_rows: int, what: str) -> pd.Seri
     return values.astype(float)
 
 
-def _plain_numeric(expr: str, frame: pd.DataFrame) -> pd.DataFrame | None:
+@dataclass(frozen=True, eq=False)
+class _Matrix:
+    """A materialized model matrix: column names (formulaic's spelling) and values."""
+
+    columns: tuple[str, ...]
+    values: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.values.shape
+
+
+def _plain_numeric(expr: str, frame: pd.DataFrame) -> _Matrix | None:
     """Model matrix of an expression made only of numeric column names and 1/0, or None.
 
     The common case (``1 + Days``) without formulaic's overhead; anything else (factors,
@@ -127,17 +139,21 @@ def _plain_numeric(expr: str, frame: pd.DataFrame) -> pd.DataFrame | None:
             return None
     if len(set(names)) != len(names):
         return None
-    cols = {"Intercept": np.ones(len(frame))} if intercept else {}
-    cols.update({n: frame[n].to_numpy(dtype=float) for n in names})
-    return pd.DataFrame(cols, index=frame.index)
+    values = np.empty((len(frame), intercept + len(names)))
+    if intercept:
+        values[:, 0] = 1.0
+    for k, n in enumerate(names):
+        values[:, intercept + k] = frame[n].to_numpy(dtype=float)
+    return _Matrix(("Intercept",) * intercept + tuple(names), values)
 
 
-def _materialize(expr: str, frame: pd.DataFrame, formula: str) -> pd.DataFrame:
+def _materialize(expr: str, frame: pd.DataFrame, formula: str) -> _Matrix:
     fast = _plain_numeric(expr, frame)
     if fast is not None:
         return fast
     try:
-        return model_matrix(expr, frame)
+        mm = model_matrix(expr, frame)
+        return _Matrix(tuple(map(str, mm.columns)), np.ascontiguousarray(mm.to_numpy(dtype=float)))
     except Exception as exc:
         raise FormulaError(f"cannot build the model matrix of '{expr}': {exc}", formula,
                            formula.find(expr)) from exc
@@ -154,7 +170,7 @@ def _response(expr: str, frame: pd.DataFrame, formula: str) -> np.ndarray:
     if mm.shape[1] != 1:
         raise DataError(f"the response '{expr}' gives {mm.shape[1]} columns; it must be one "
                         "numeric column")
-    return mm.to_numpy(dtype=float)[:, 0]
+    return mm.values[:, 0]
 
 
 def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple]:
@@ -203,7 +219,7 @@ def _reterm(term: RandomTerm, frame: pd.DataFrame, formula: str) -> ReTerm:
                         f"random effects for {n} observations; the random effects are "
                         "unidentifiable: simplify the term")
     return ReTerm(group=term.group, columns=tuple(r_name(c) for c in mm.columns),
-                  levels=levels, codes=codes, Z=np.ascontiguousarray(mm.to_numpy(dtype=float)))
+                  levels=levels, codes=codes, Z=mm.values)
 
 
 def build_design(parsed: ParsedFormula, data: object, weights: object = None,
@@ -235,10 +251,13 @@ def build_design(parsed: ParsedFormula, data: object, weights: object = None,
     for name in used:
         if name not in data.columns:
             raise _unknown_column(name, columns, formula)
-    frame = data.loc[:, used].copy()
+    frame = data[used]
     w = _vector(weights, data, len(data), "weights")
     off = _vector(offset, data, len(data), "offset")
-    keep = frame.notna().all(axis=1).to_numpy().copy()
+    keep = np.ones(len(frame), dtype=bool)
+    for name in used:
+        if frame[name].hasnans:
+            keep &= frame[name].notna().to_numpy()
     for extra in (w, off):
         if extra is not None:
             keep &= extra.notna().to_numpy()
@@ -257,7 +276,9 @@ def build_design(parsed: ParsedFormula, data: object, weights: object = None,
     if np.any(wv < 0) or not np.all(np.isfinite(wv)):
         raise DataError("weights must be finite and non-negative")
     ov = np.zeros(len(frame)) if off is None else off.to_numpy()[keep]
-    return ModelDesign(y=y, X=np.ascontiguousarray(fixed.to_numpy(dtype=float)),
+    return ModelDesign(y=y, X=fixed.values,
                        fixed_names=tuple(r_name(c) for c in fixed.columns), terms=terms,
                        weights=wv, offset=ov, n_dropped=n_dropped,
-                       frame=frame.reset_index(drop=True))
+                       frame=frame.reset_index(drop=True)
+                       if not isinstance(frame.index, pd.RangeIndex) or frame.index.start != 0
+                       else frame)
