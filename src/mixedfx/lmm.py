@@ -239,15 +239,29 @@ def _varcorr(terms: list[ReTerm], theta: np.ndarray, sigma: float) -> tuple[pd.D
                 corr = cov[a, b] / denom if denom > 0 else np.nan
                 rows.append((name, t.columns[a], t.columns[b], cov[a, b], corr))
     rows.append(("Residual", None, None, sigma**2, sigma))
-    return pd.DataFrame(rows, columns=["group", "term1", "term2", "vcov", "sdcor"]), covs
+    return varcorr_frame(rows), covs
+
+
+def _labels(values) -> pd.Index:
+    """An index of labels without pandas' string-dtype inference (slow for small frames)."""
+    return pd.Index(np.asarray(values, dtype=object), dtype=object)
+
+
+def varcorr_frame(rows: list[tuple]) -> pd.DataFrame:
+    """R's ``as.data.frame(VarCorr(m))`` layout from (group, term1, term2, vcov, sdcor) rows."""
+    group, term1, term2, vcov, sdcor = zip(*rows, strict=True)
+    text = {name: pd.Series(np.asarray(col, dtype=object), dtype=object)
+            for name, col in (("group", group), ("term1", term1), ("term2", term2))}
+    return pd.DataFrame({**text, "vcov": np.asarray(vcov, dtype=float),
+                         "sdcor": np.asarray(sdcor, dtype=float)})
 
 
 def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float):
     by_group: dict[str, list] = {}
     for pos, k in enumerate(perm):
         t = terms[k]
-        mode = pd.DataFrame(sol.b[pos], index=pd.Index(t.levels, name=t.group),
-                            columns=list(t.columns))
+        index = _labels(t.levels).rename(t.group)
+        mode = pd.DataFrame(sol.b[pos], index=index, columns=_labels(t.columns))
         cov = sigma**2 * sol.cond_cov[pos]
         sd = pd.DataFrame(np.sqrt(np.einsum("jaa->ja", cov)), index=mode.index,
                           columns=mode.columns)
@@ -255,8 +269,11 @@ def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float)
     ranef, ranef_sd, ranef_cov = {}, {}, {}
     for g, items in sorted(by_group.items(), key=lambda kv: min(i[0] for i in kv[1])):
         items.sort(key=lambda i: i[0])
-        ranef[g] = pd.concat([i[1] for i in items], axis=1)
-        ranef_sd[g] = pd.concat([i[2] for i in items], axis=1)
+        if len(items) == 1:
+            ranef[g], ranef_sd[g] = items[0][1], items[0][2]
+        else:
+            ranef[g] = pd.concat([i[1] for i in items], axis=1)
+            ranef_sd[g] = pd.concat([i[2] for i in items], axis=1)
         if len(items) == 1:
             ranef_cov[g] = items[0][3]
         else:  # separate terms of one factor (x || g): block-diagonal covariance
@@ -288,7 +305,7 @@ def _assemble(model: LmmModel, theta: np.ndarray, sol: PlsSolution, opt,
     npar = p + len(theta) + 1
     loglik = -objective / 2
     vcov = sigma**2 * sol.RX_inv_cov
-    names = list(model.fixed_names)
+    names = _labels(model.fixed_names)
     varcorr, _ = _varcorr(terms, theta, sigma)
     ranef, ranef_sd, ranef_cov = _ranef(terms, perm, sol, sigma)
     fitted = X @ sol.beta + design.offset
