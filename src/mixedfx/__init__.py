@@ -16,11 +16,13 @@ from .errors import (
     SingularFitWarning,
 )
 from .lmm import lmm
+from .residual import AR1, CAR1, CompSymm, VarIdent, VarPower
 from .results import LmmResult
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AR1", "CAR1", "CompSymm", "VarIdent", "VarPower",
     "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
     "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
 ]

@@ -1,0 +1,105 @@
+"""Cross-product blocks of the prewhitened design, in the engine's :class:`Blocks` layout.
+
+With a whitening matrix W (W R W' = I for the residual covariance R / sigma^2), the LMM
+y = X beta + Z b + e, e ~ N(0, sigma^2 R), becomes an ordinary one in W y, W X, W Z. Only
+the cross-products [WZ WX Wy]'[WZ WX Wy] enter the engine.
+
+W mixes rows within a residual group. A random term whose level is constant within every
+residual group keeps one level per row after whitening (its rows move, their level does
+not): such a *compatible* term can be the engine's first term, whose block of Z'Z is block
+diagonal and is eliminated analytically. Every other term is carried as a sparse matrix
+(n x levels*dim) and whitened as one (W Z_k may touch several levels per row, e.g. an item
+factor crossed with AR(1) residuals within subjects); its cross-products land in the dense
+remainder, exactly where the engine already puts every term after the first.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..linalg.blocks import Blocks
+
+
+def term_matrix(codes: np.ndarray, Z: np.ndarray, nlevels: int, offset: int = 0,
+                width: int | None = None) -> sp.csr_matrix:
+    """Sparse n x (nlevels*dim) model matrix of a random term (columns level-major)."""
+    n, p = Z.shape
+    cols = offset + codes[:, None] * p + np.arange(p)[None, :]
+    width = nlevels * p if width is None else width
+    indptr = np.arange(0, n * p + 1, p)
+    return sp.csr_matrix((Z.ravel().astype(float), cols.ravel(), indptr), shape=(n, width))
+
+
+def whitened_blocks(W: sp.csr_matrix, first_codes: np.ndarray, Z1: np.ndarray, l1: int,
+                    Z_rest: sp.csr_matrix, XY: np.ndarray, dims: tuple[int, ...],
+                    nlevels: tuple[int, ...], offsets: tuple[int, ...],
+                    sum_log_weights: float) -> Blocks:
+    """Blocks of [W Z1, W Z_rest, W X, W y].
+
+    Parameters
+    ----------
+    W : scipy.sparse.csr_matrix
+        (n, n) whitening matrix.
+    first_codes, Z1, l1
+        Level codes (n,), raw columns (n, p1) and number of levels of the first (compatible)
+        term.
+    Z_rest : scipy.sparse.csr_matrix
+        (n, m_r) raw model matrix of the other terms (engine order, columns at ``offsets``).
+    XY : numpy.ndarray
+        (n, p + 1) fixed-effects matrix and response (offset removed).
+    dims, nlevels, offsets
+        As :class:`~mixedfx.linalg.blocks.Blocks`.
+    sum_log_weights : float
+        -log det R (enters the deviance as the prior weights' sum(log w) does).
+    """
+    n, p1 = Z1.shape
+    m_r, pxy = Z_rest.shape[1], XY.shape[1]
+    m = m_r + pxy
+    Z1w = W @ Z1
+    XYw = W @ XY
+    A11 = np.empty((l1, p1, p1))
+    for a in range(p1):
+        for b in range(a + 1):
+            A11[:, a, b] = A11[:, b, a] = np.bincount(first_codes, Z1w[:, a] * Z1w[:, b],
+                                                      minlength=l1)
+    first = term_matrix(first_codes, Z1w, l1)
+    if m_r:
+        Zrw = (W @ Z_rest).tocsr()
+        rest = (Zrw.T @ first).tocoo()
+        A22 = np.empty((m, m))
+        A22[:m_r, :m_r] = (Zrw.T @ Zrw).toarray()
+        A22[m_r:, :m_r] = (Zrw.T @ XYw).T
+        A22[:m_r, m_r:] = A22[m_r:, :m_r].T
+    else:
+        rest = sp.coo_matrix((0, l1 * p1))
+        A22 = np.empty((m, m))
+    A22[m_r:, m_r:] = XYw.T @ XYw
+    dense = (first.T @ XYw).reshape(l1, p1, pxy)  # (level, a, t)
+    ptr, idx, val = _by_level(rest, dense, l1, p1, m_r)
+    return Blocks(n=n, dims=dims, nlevels=nlevels, p=pxy - 1, A11=A11, A21_ptr=ptr, A21_idx=idx,
+                  A21_val=val, A22=A22, offsets=offsets, sum_log_weights=sum_log_weights)
+
+
+def _by_level(rest: sp.coo_matrix, dense: np.ndarray, l1: int, p1: int, m_r: int):
+    """CSR by level of the first term: sparse remainder columns, then the X and y columns."""
+    pxy = dense.shape[2]
+    level, a = rest.col // p1, rest.col % p1
+    keys = level.astype(np.int64) * max(m_r, 1) + rest.row
+    uniq, inv = np.unique(keys, return_inverse=True)
+    rvals = np.zeros((len(uniq), p1))
+    np.add.at(rvals, (inv, a), rest.data)
+    rlev, rcol = uniq // max(m_r, 1), uniq % max(m_r, 1)
+    rcount = np.bincount(rlev, minlength=l1)
+    ptr = np.zeros(l1 + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(rcount + pxy)
+    rstart = np.zeros(l1 + 1, dtype=np.int64)
+    rstart[1:] = np.cumsum(rcount)
+    idx = np.empty(ptr[-1], dtype=np.int64)
+    val = np.empty((ptr[-1], p1))
+    pos = ptr[rlev] + np.arange(len(rlev)) - rstart[rlev]
+    idx[pos], val[pos] = rcol, rvals
+    dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
+    idx[dense_pos] = m_r + np.arange(pxy)[None, :]
+    val[dense_pos] = np.transpose(dense, (0, 2, 1))
+    return ptr, idx, val
