@@ -120,7 +120,7 @@ def fit_structured(formula: str, data: object, *, reml: bool = True, weights: ob
 
 def _optimize(model: StructuredModel, x0: np.ndarray, optimizer: str, settings: dict):
     lower = np.concatenate([model.lower, np.full(model.nstruct, -np.inf)])
-    return minimize(model.objective, x0, lower, optimizer=optimizer, **settings)
+    return minimize(model.internal_objective, x0, lower, optimizer=optimizer, **settings)
 
 
 def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dict | None = None,
@@ -135,7 +135,7 @@ def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dic
     how = settings.pop("start", "moments")
     start = model.start()
     if x0 is not None:
-        start = np.asarray(x0, float)
+        start = model.to_internal(np.asarray(x0, float))
     elif how == "identity":
         start[: model.ntheta] = np.concatenate([t.theta_initial() for t in model.terms])
     elif how != "moments":
@@ -146,23 +146,26 @@ def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dic
                                                    np.full(model.nstruct, STRUCT_STEP)])
     needs_fitted = any(v.needs_fitted for v in model.variances)
     if needs_fitted:
-        model = model.with_fitted(model.conditional_fitted(model.solve(start)[0]))
+        # at the start every power is 0, so the fitted values held fixed do not matter yet
+        model = model.with_fitted(np.ones(len(model.design.y)))
+        model = model.with_fitted(
+            model.conditional_fitted(model.solve(model.from_internal(start))[0]))
     x = start
     for _ in range(MAX_OUTER):
         opt = _optimize(model, x, optimizer, settings)
         x_new = np.asarray(opt.final)
         if not needs_fitted:
             break
-        fitted = model.conditional_fitted(model.solve(x_new)[0])
+        fitted = model.conditional_fitted(model.solve(model.from_internal(x_new))[0])
         change = float(np.max(np.abs(x_new - x)))
         x = x_new
         if change < OUTER_TOL:
             break
         model = model.with_fitted(fitted)
-    x = np.asarray(opt.final).copy()
+    z = np.asarray(opt.final).copy()
     if optimizer == "newuoa":
-        x[: model.ntheta] = _rectify(x[: model.ntheta], model.terms)
-    return assemble(model, x, opt, data_name)
+        z[: model.ntheta] = _rectify(z[: model.ntheta], model.terms)
+    return assemble(model, model.from_internal(z), opt, data_name)
 
 
 def assemble(model: StructuredModel, x: np.ndarray, opt, data_name: str | None) -> LmmResult:

@@ -132,6 +132,37 @@ class StructuredModel:
             out.update(s.report(seg))
         return out
 
+    def sd_scale(self, x: np.ndarray) -> float:
+        """Geometric mean of the sd multipliers v at x (1 without variance functions)."""
+        if not self.variances:
+            return 1.0
+        return float(np.exp(np.mean(np.log(self.residual_sd(x)))))
+
+    def from_internal(self, z: np.ndarray) -> np.ndarray:
+        """x from the optimizer's z, whose theta is relative to sigma * geomean(v).
+
+        A variance function moves the scale of the residuals (|fitted|^power is about
+        25^power on Orthodont) and sigma and theta must follow; the optimizer sees theta on
+        the scale of the normalized multipliers v / geomean(v) instead, where it stays put.
+        The profiled criterion is unchanged by this (REML too: the n - p and p powers of
+        the scale cancel).
+        """
+        x = np.array(z, dtype=float)
+        x[: self.ntheta] *= self.sd_scale(x)
+        return x
+
+    def to_internal(self, x: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`from_internal`."""
+        z = np.array(x, dtype=float)
+        z[: self.ntheta] /= self.sd_scale(z)
+        return z
+
+    def internal_objective(self, z: np.ndarray) -> float:
+        """:meth:`objective` at ``from_internal(z)`` (what the optimizer minimizes)."""
+        with np.errstate(all="ignore"):
+            x = self.from_internal(z)
+        return self.objective(x) if np.all(np.isfinite(x)) else np.inf
+
     def engine_theta(self, theta: np.ndarray) -> np.ndarray:
         t = self.tmap.to_engine(np.asarray(theta, float))
         return np.concatenate([[0.0], t]) if self.dummy else t
@@ -202,7 +233,8 @@ class StructuredModel:
         return fitted
 
     def start(self) -> np.ndarray:
-        """Moment-based theta (ignoring the structure) and each structure's start."""
+        """Moment-based theta (ignoring the structure) and each structure's start, on the
+        optimizer's scale (see :meth:`from_internal`)."""
         theta = moment_start(self.terms, self.X, self.design.y - self.design.offset,
                              self.design.weights)
         return np.concatenate([theta] + [s.start() for s in self.structures])
