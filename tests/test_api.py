@@ -137,3 +137,15 @@ def test_reml_deviance_is_ml_deviance_at_reml_estimates(fitted):
     ml = mixedfx.lmm(FORMULA, datasets.load("sleepstudy"), reml=False)
     assert fitted.deviance >= ml.objective - 1e-8
     assert fitted.deviance == pytest.approx(ml.objective, rel=1e-3)
+
+
+def test_unused_categorical_levels_are_dropped():
+    data = mixedfx.datasets.load("sleepstudy")
+    first = data.Subject.cat.categories[0]
+    sub = data[data.Subject != first].copy()
+    sub["Subject"] = sub["Subject"].cat.add_categories([999999])
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", sub)
+    assert res.ngroups == {"Subject": 17}
+    assert str(first) not in res.ranef["Subject"].index
+    assert "999999" not in res.ranef["Subject"].index
+    assert sub.Subject.cat.categories[-1] == 999999  # the caller's frame is untouched

@@ -173,6 +173,20 @@ def _response(expr: str, frame: pd.DataFrame, formula: str) -> np.ndarray:
     return mm.values[:, 0]
 
 
+def _used_levels(codes: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct codes and each row's index among them (as ``np.unique`` with
+    ``return_inverse``), by counting when the code range is small (linear, not a sort)."""
+    if size > 4 * len(codes) + 1024:
+        uniq, inverse = np.unique(codes, return_inverse=True)
+        return uniq, inverse.ravel()
+    present = np.bincount(codes, minlength=size) > 0
+    uniq = np.flatnonzero(present)
+    if len(uniq) == size:
+        return uniq, codes
+    remap = np.cumsum(present) - 1
+    return uniq, remap[codes]
+
+
 def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.ndarray, tuple]:
     """Level codes and level labels of the grouping factor formed by ``factors``.
 
@@ -185,14 +199,14 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
     for name in factors:
         col = frame[name]
         if isinstance(col.dtype, pd.CategoricalDtype):
-            cat = col.cat.remove_unused_categories()
-            c, lev = cat.cat.codes.to_numpy().astype(np.int64), np.asarray(cat.cat.categories)
+            # unused levels are dropped below, with the interaction's
+            c, lev = col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories)
         else:
             c, lev = pd.factorize(col, sort=True)
             c, lev = c.astype(np.int64), np.asarray(lev)
         codes = codes * len(lev) + c
         labels.append(lev)
-    uniq, codes = np.unique(codes, return_inverse=True)
+    uniq, codes = _used_levels(codes, int(np.prod([len(lev) for lev in labels], dtype=float)))
     parts = []
     for lev in reversed(labels):
         parts.append(np.asarray([str(v) for v in lev])[uniq % len(lev)])
