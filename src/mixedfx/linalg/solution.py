@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import lapack, solve_triangular
 
 from .blocks import Blocks
 from .pls import Factor, PlsFactorizer
@@ -80,16 +80,19 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
     l1 = blocks.nlevels[0]
     level = np.repeat(np.arange(l1), np.diff(blocks.A21_ptr))
     contrib = blocks.A21_val * z[blocks.A21_idx][:, None]
-    sums = np.zeros((l1, T1.shape[0]))
-    np.add.at(sums, level, contrib)
+    sums = np.stack([np.bincount(level, contrib[:, a], minlength=l1)
+                     for a in range(T1.shape[0])], axis=1)
     M = _first_term_M(blocks, T1)
     Minv = np.linalg.inv(M)
     u1 = np.einsum("jab,jb->ja", Minv, -(sums @ T1))
     b1 = u1 @ T1.T
     # conditional covariances (lme4's condVar: given beta), in units of sigma^2
     if mr:
-        Lr_inv = solve_triangular(L[:mr, :mr], np.eye(mr), lower=True)
-        Sinv = Lr_inv.T @ Lr_inv
+        # (L_r L_r')^{-1} from the factor (LAPACK dpotri: lower triangle), then symmetrized
+        Sinv, info = lapack.dpotri(L[:mr, :mr], lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpotri failed (info={info})")
+        Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
         C = _lambda_rest(Sinv, blocks, factors, left=False, right=True)
         C = _lambda_rest(C, blocks, factors, left=True, right=False)
         Q = fz.elimination.quadratic_forms(C)

@@ -186,19 +186,19 @@ class TiledElimination:
         return logdet
 
 
-@njit(cache=True)
+@njit(parallel=True, cache=True)
 def tiled_quadratic_forms(C, idx, val, starts, pairs, l1):  # pragma: no cover - compiled
     """Q_j = V_j' C[idx_j, idx_j] V_j for every level j, over entries with idx < len(C).
 
-    Visits C tile by tile (as :func:`_tiled_update`), so C stays in cache; C is symmetric
-    and only pairs t <= s are read.
+    Visits C tile by tile, so C stays in cache, levels in parallel within a tile; C is
+    symmetric and only pairs t <= s are read.
     """
     p1 = val.shape[1]
     mc = C.shape[0]
     out = np.zeros((l1, p1, p1))
     for q in range(pairs.shape[0]):
         P, Q = pairs[q, 0], pairs[q, 1]
-        for j in range(l1):
+        for j in prange(l1):  # levels write their own out[j]: no conflicts
             s0, s1 = starts[j, P], starts[j, P + 1]
             t0, t1 = starts[j, Q], starts[j, Q + 1]
             for s in range(s0, s1):
