@@ -31,65 +31,83 @@ def term_matrix(codes: np.ndarray, Z: np.ndarray, nlevels: int, offset: int = 0,
     return sp.csr_matrix((Z.ravel().astype(float), cols.ravel(), indptr), shape=(n, width))
 
 
-def whitened_blocks(W: sp.csr_matrix, first_codes: np.ndarray, Z1: np.ndarray, l1: int,
-                    Z_rest: sp.csr_matrix, XY: np.ndarray, dims: tuple[int, ...],
-                    nlevels: tuple[int, ...], offsets: tuple[int, ...],
-                    sum_log_weights: float) -> Blocks:
-    """Blocks of [W Z1, W Z_rest, W X, W y].
+class WhitenedDesign:
+    """The raw design in engine order, whitened and cross-multiplied for each W.
 
     Parameters
     ----------
-    W : scipy.sparse.csr_matrix
-        (n, n) whitening matrix.
     first_codes, Z1, l1
-        Level codes (n,), raw columns (n, p1) and number of levels of the first (compatible)
-        term.
+        Level codes (n,), raw columns (n, p1) and number of levels of the first term, which
+        must be compatible with the residual groups.
     Z_rest : scipy.sparse.csr_matrix
         (n, m_r) raw model matrix of the other terms (engine order, columns at ``offsets``).
     XY : numpy.ndarray
         (n, p + 1) fixed-effects matrix and response (offset removed).
     dims, nlevels, offsets
         As :class:`~mixedfx.linalg.blocks.Blocks`.
-    sum_log_weights : float
-        -log det R (enters the deviance as the prior weights' sum(log w) does).
     """
-    n, p1 = Z1.shape
-    m_r, pxy = Z_rest.shape[1], XY.shape[1]
-    m = m_r + pxy
-    Z1w = W @ Z1
-    XYw = W @ XY
-    A11 = np.empty((l1, p1, p1))
-    for a in range(p1):
-        for b in range(a + 1):
-            A11[:, a, b] = A11[:, b, a] = np.bincount(first_codes, Z1w[:, a] * Z1w[:, b],
-                                                      minlength=l1)
-    first = term_matrix(first_codes, Z1w, l1)
-    if m_r:
-        Zrw = (W @ Z_rest).tocsr()
-        rest = (Zrw.T @ first).tocoo()
+
+    def __init__(self, first_codes: np.ndarray, Z1: np.ndarray, l1: int, Z_rest: sp.csr_matrix,
+                 XY: np.ndarray, dims: tuple[int, ...], nlevels: tuple[int, ...],
+                 offsets: tuple[int, ...]) -> None:
+        self.codes, self.Z1, self.l1, self.Z_rest, self.XY = first_codes, Z1, l1, Z_rest, XY
+        self.dims, self.nlevels, self.offsets = dims, nlevels, offsets
+        n = len(first_codes)
+        # level indicator (l1 x n): sums of row products per level in one sparse product
+        self.indicator = sp.csr_matrix((np.ones(n), (first_codes, np.arange(n))), shape=(l1, n))
+        self._rest_rows = np.repeat(np.arange(n), np.diff(Z_rest.indptr))
+
+    def blocks(self, W: sp.csr_matrix | np.ndarray, sum_log_weights: float) -> Blocks:
+        """Blocks of [W Z1, W Z_rest, W X, W y].
+
+        Parameters
+        ----------
+        W : scipy.sparse.csr_matrix or numpy.ndarray
+            (n, n) whitening matrix, or a vector (n,) for a diagonal one.
+        sum_log_weights : float
+            -log det R (enters the deviance as the prior weights' sum(log w) does).
+        """
+        n, p1 = self.Z1.shape
+        m_r, pxy = self.Z_rest.shape[1], self.XY.shape[1]
+        m, l1 = m_r + pxy, self.l1
+        diagonal = isinstance(W, np.ndarray)
+        Z1w = self.Z1 * W[:, None] if diagonal else W @ self.Z1
+        XYw = self.XY * W[:, None] if diagonal else W @ self.XY
+        sq = (Z1w[:, :, None] * Z1w[:, None, :]).reshape(n, p1 * p1)
+        A11 = np.asarray(self.indicator @ sq).reshape(l1, p1, p1)
+        cross = (Z1w[:, :, None] * XYw[:, None, :]).reshape(n, p1 * pxy)
+        dense = np.asarray(self.indicator @ cross).reshape(l1, p1, pxy)  # (level, a, t)
         A22 = np.empty((m, m))
-        A22[:m_r, :m_r] = (Zrw.T @ Zrw).toarray()
-        A22[m_r:, :m_r] = (Zrw.T @ XYw).T
-        A22[:m_r, m_r:] = A22[m_r:, :m_r].T
-    else:
-        rest = sp.coo_matrix((0, l1 * p1))
-        A22 = np.empty((m, m))
-    A22[m_r:, m_r:] = XYw.T @ XYw
-    dense = (first.T @ XYw).reshape(l1, p1, pxy)  # (level, a, t)
-    ptr, idx, val = _by_level(rest, dense, l1, p1, m_r)
-    return Blocks(n=n, dims=dims, nlevels=nlevels, p=pxy - 1, A11=A11, A21_ptr=ptr, A21_idx=idx,
-                  A21_val=val, A22=A22, offsets=offsets, sum_log_weights=sum_log_weights)
+        if m_r:
+            if diagonal:
+                Zrw = self.Z_rest.copy()
+                Zrw.data *= W[self._rest_rows]
+            else:
+                Zrw = (W @ self.Z_rest).tocsr()
+            rest = (Zrw.T @ term_matrix(self.codes, Z1w, l1)).tocoo()
+            A22[:m_r, :m_r] = (Zrw.T @ Zrw).toarray()
+            A22[m_r:, :m_r] = (Zrw.T @ XYw).T
+            A22[:m_r, m_r:] = A22[m_r:, :m_r].T
+            ptr, idx, val = _by_level(rest, dense, l1, p1, m_r)
+        else:
+            ptr = np.arange(0, (l1 + 1) * pxy, pxy, dtype=np.int64)
+            idx = np.tile(np.arange(pxy, dtype=np.int64), l1)
+            val = np.ascontiguousarray(np.transpose(dense, (0, 2, 1)).reshape(l1 * pxy, p1))
+        A22[m_r:, m_r:] = XYw.T @ XYw
+        return Blocks(n=n, dims=self.dims, nlevels=self.nlevels, p=pxy - 1, A11=A11,
+                      A21_ptr=ptr, A21_idx=idx, A21_val=val, A22=A22, offsets=self.offsets,
+                      sum_log_weights=sum_log_weights)
 
 
 def _by_level(rest: sp.coo_matrix, dense: np.ndarray, l1: int, p1: int, m_r: int):
     """CSR by level of the first term: sparse remainder columns, then the X and y columns."""
     pxy = dense.shape[2]
     level, a = rest.col // p1, rest.col % p1
-    keys = level.astype(np.int64) * max(m_r, 1) + rest.row
+    keys = level.astype(np.int64) * m_r + rest.row
     uniq, inv = np.unique(keys, return_inverse=True)
     rvals = np.zeros((len(uniq), p1))
     np.add.at(rvals, (inv, a), rest.data)
-    rlev, rcol = uniq // max(m_r, 1), uniq % max(m_r, 1)
+    rlev, rcol = uniq // m_r, uniq % m_r
     rcount = np.bincount(rlev, minlength=l1)
     ptr = np.zeros(l1 + 1, dtype=np.int64)
     ptr[1:] = np.cumsum(rcount + pxy)

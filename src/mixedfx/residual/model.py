@@ -22,7 +22,7 @@ from ..linalg.solution import PlsSolution, solve
 from ..lmm import ThetaMap, display_order
 from ..start import moment_start
 from .base import BoundCorrelation, BoundVariance
-from .blocks import term_matrix, whitened_blocks
+from .blocks import WhitenedDesign, term_matrix
 
 
 def constant_within(codes: np.ndarray, groups: np.ndarray) -> bool:
@@ -104,6 +104,9 @@ class StructuredModel:
         self.XY = np.column_stack([self.X, self.design.y - self.design.offset])
         self.dims = (self.Z1.shape[1],) + tuple(t.dim for t in rest)
         self.nlevels = (self.l1,) + tuple(t.nlevels for t in rest)
+        self.whitened = WhitenedDesign(first_codes, self.Z1, self.l1, self.Z_rest, self.XY,
+                                       self.dims, self.nlevels, self.offsets)
+        self._factorizer: PlsFactorizer | None = None
         self.sqrt_w = np.sqrt(self.design.weights)
         with np.errstate(divide="ignore"):
             w = self.design.weights
@@ -177,8 +180,11 @@ class StructuredModel:
                 v = v * s.sd(seg, self.fitted_cov)
         return v
 
-    def whitener(self, x: np.ndarray) -> tuple[sp.csr_matrix | None, float]:
-        """W with W R W' = I, R = diag(1/sqrt(w)) V C V diag(1/sqrt(w)); and -log det R."""
+    def whitener(self, x: np.ndarray) -> tuple[sp.csr_matrix | np.ndarray | None, float]:
+        """W with W R W' = I, R = diag(1/sqrt(w)) V C V diag(1/sqrt(w)); and -log det R.
+
+        Without a correlation structure W is diagonal and returned as a vector.
+        """
         _, segs = self.split(x)
         scale = self.sqrt_w / self.residual_sd(x)
         if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
@@ -191,16 +197,35 @@ class StructuredModel:
             W = W.copy()
             W.data *= scale[W.indices]
             return W, -(log_det + log_det_c)
-        n = len(scale)
-        return sp.csr_matrix((scale, np.arange(n), np.arange(n + 1)), shape=(n, n)), -log_det
+        return scale, -log_det
 
     def blocks(self, x: np.ndarray) -> Blocks | None:
         """Cross-product blocks of the whitened design at x (None where R is invalid)."""
         W, sum_log_w = self.whitener(x)
         if W is None:
             return None
-        return whitened_blocks(W, self.first_codes, self.Z1, self.l1, self.Z_rest, self.XY,
-                               self.dims, self.nlevels, self.offsets, sum_log_w)
+        return self.whitened.blocks(W, sum_log_w)
+
+    def factorizer(self, blocks: Blocks) -> PlsFactorizer:
+        """A factorizer of ``blocks``, reusing the last one when the sparsity is the same.
+
+        The pattern of A21 (which remainder columns each first-term level touches) rarely
+        changes between evaluations; the factorizer's set-up (its elimination tables) is
+        then kept and only the values are copied in.
+        """
+        old = self._factorizer
+        if old is not None:
+            b = old.blocks
+            if (b.A21_idx.shape == blocks.A21_idx.shape and np.array_equal(b.A21_ptr,
+                                                                           blocks.A21_ptr)
+                    and np.array_equal(b.A21_idx, blocks.A21_idx)):
+                np.copyto(b.A11, blocks.A11)
+                np.copyto(b.A21_val, blocks.A21_val)
+                np.copyto(b.A22, blocks.A22)
+                object.__setattr__(b, "sum_log_weights", blocks.sum_log_weights)
+                return old
+        self._factorizer = PlsFactorizer(blocks)
+        return self._factorizer
 
     # ---- evaluation -------------------------------------------------------------------
     def objective(self, x: np.ndarray) -> float:
@@ -210,8 +235,9 @@ class StructuredModel:
             blocks = self.blocks(x)
             if blocks is None:
                 return np.inf
-            f = PlsFactorizer(blocks).factor(self.engine_theta(theta))
-            return profiled_deviance(f, blocks, self.reml)
+            fz = self.factorizer(blocks)
+            f = fz.factor(self.engine_theta(theta))
+            return profiled_deviance(f, fz.blocks, self.reml)
 
     def solve(self, x: np.ndarray) -> tuple[PlsSolution, Blocks]:
         """beta, conditional modes and covariances at x; modes per term in ``perm`` order."""
