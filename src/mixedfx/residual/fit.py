@@ -107,14 +107,16 @@ def fit_structured(formula: str, data: object, *, reml: bool = True, weights: ob
     default = _default_group(parsed)
     frame_cols = list(dict.fromkeys(struct_cols + list(default or ())))
     frame = subset[frame_cols].reset_index(drop=True)
-    bound = [s.bind(frame, default) for s in structures]
-    corr = [b for b in bound if isinstance(b, BoundCorrelation)]
-    if correlation is not None and not corr:
-        raise TypeError("correlation= needs a correlation structure (AR1, CAR1, CompSymm)")
-    varf = [b for b in bound if isinstance(b, BoundVariance)]
-    if len(varf) != len(bound) - len(corr):
-        raise TypeError("variance= needs variance functions (VarIdent, VarPower)")
-    model = StructuredModel(parsed.text, design, reml, corr[0] if corr else None, varf)
+    corr = correlation.bind(frame, default) if correlation is not None else None
+    if corr is not None and not isinstance(corr, BoundCorrelation):
+        raise TypeError("correlation= needs a correlation structure (AR1, CAR1, CompSymm), "
+                        f"got {type(correlation).__name__}")
+    varf = [v.bind(frame, default) for v in structures[1 if corr is not None else 0 :]]
+    for v, b in zip(structures[1 if corr is not None else 0 :], varf, strict=True):
+        if not isinstance(b, BoundVariance):
+            raise TypeError("variance= needs variance functions (VarIdent, VarPower), got "
+                            f"{type(v).__name__}")
+    model = StructuredModel(parsed.text, design, reml, corr, varf)
     return fit_model(model, optimizer=optimizer, control=control, data_name=data_name)
 
 
