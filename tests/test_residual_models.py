@@ -175,3 +175,23 @@ def test_variance_function_with_prior_weights_matches_weights():
     assert fit_w.residual_params["high"] == pytest.approx(fit.residual_params["high"] / 2,
                                                           rel=1e-4)
     assert fit_w.fixef.to_numpy() == pytest.approx(fit.fixef.to_numpy(), rel=1e-6)
+
+
+def test_summary_and_to_dict_show_the_structures():
+    o = mixedfx.datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", o, correlation=mixedfx.AR1(),
+                      variance=mixedfx.VarIdent("Sex"))
+    text = res.summary()
+    assert "Correlation Structure: AR(1)\n Formula: ~1 | Subject\n Parameter estimate(s):" in text
+    phi = res.residual_params["Phi"]
+    assert f"{phi:.6f}" in text
+    assert "Variance function:\n Structure: Different standard deviations per stratum" in text
+    assert " Formula: ~1 | Sex" in text
+    assert text.index("Correlation Structure") < text.index("Fixed effects:")
+    d = res.to_dict()
+    assert d["residual_params"] == {"Phi": phi, "Male": 1.0,
+                                    "Female": res.residual_params["Female"]}
+    assert d["npar"] == 3 + 1 + 1 + 2
+    assert res.aic == pytest.approx(-2 * res.loglik + 2 * 7)
+    plain = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", o)
+    assert "Correlation Structure" not in plain.summary()

@@ -135,6 +135,10 @@ def render_lmm(res) -> str:
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
     if res.n_dropped:
         lines.append(f"({res.n_dropped} observations deleted due to missingness)")
+    if res.residual_params:  # residual correlation / variance structures (nlme's layout)
+        from .residual.display import structure_lines
+
+        lines += [""] + structure_lines(res)
     lines += ["", "Fixed effects:"] + fixed_effects_table(res.fixef, res.se)
     corr = correlation_table(res.vcov)
     if corr:

@@ -52,6 +52,11 @@ class Bound(ABC):
     def natural(self, x: np.ndarray) -> np.ndarray:
         """Parameters in nlme's parameterization from unconstrained ``x``."""
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Keys of :meth:`report` (the names, unless reporting adds fixed values)."""
+        return self.names
+
     def report(self, x: np.ndarray) -> dict[str, float]:
         """Parameters to show and store (``residual_params``), by name."""
         return dict(zip(self.names, map(float, self.natural(x)), strict=True))

@@ -42,6 +42,10 @@ class IdentVariance(BoundVariance):
     def natural(self, x: np.ndarray) -> np.ndarray:
         return np.exp(np.asarray(x, float))
 
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.levels
+
     def report(self, x: np.ndarray) -> dict[str, float]:
         return {lev: float(r) for lev, r in zip(self.levels, self.ratios(x), strict=True)}
 
