@@ -195,3 +195,18 @@ def test_summary_and_to_dict_show_the_structures():
     assert res.aic == pytest.approx(-2 * res.loglik + 2 * 7)
     plain = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", o)
     assert "Correlation Structure" not in plain.summary()
+
+
+def test_model_refits_with_the_other_criterion_and_a_new_response():
+    data = crossed_panel(seed=4)
+    reml = mixedfx.lmm("y ~ x + (1 | subj)", data, correlation=mixedfx.AR1("subj", "t"))
+    ml = mixedfx.lmm("y ~ x + (1 | subj)", data, reml=False,
+                     correlation=mixedfx.AR1("subj", "t"))
+    refit = reml.model.with_reml(False).fit()
+    assert refit.loglik == pytest.approx(ml.loglik, abs=1e-7)
+    assert refit.residual_params["Phi"] == pytest.approx(ml.residual_params["Phi"], rel=1e-4)
+    same = reml.model.with_response(data.y.to_numpy()).fit()
+    assert same.loglik == pytest.approx(reml.loglik, abs=1e-7)
+    shifted = reml.model.with_response(data.y.to_numpy() + 3.0).fit()
+    assert shifted.fixef["(Intercept)"] == pytest.approx(reml.fixef["(Intercept)"] + 3.0,
+                                                         rel=1e-6)

@@ -9,6 +9,7 @@ does (:func:`~mixedfx.linalg.pls.profiled_deviance`).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -245,8 +246,6 @@ class StructuredModel:
         blocks = self.blocks(x)
         sol = solve(PlsFactorizer(blocks), self.engine_theta(theta))
         if self.dummy:
-            from dataclasses import replace
-
             sol = replace(sol, b=sol.b[1:], cond_cov=sol.cond_cov[1:])
         return sol, blocks
 
@@ -274,6 +273,20 @@ class StructuredModel:
         """The same model with the other criterion."""
         return StructuredModel(self.formula, self.design, reml, self.correlation,
                                self.variances, self.fitted_cov)
+
+    def with_response(self, y: np.ndarray) -> StructuredModel:
+        """The same design and structures with a new response (simulation, bootstrap)."""
+        design = replace(self.design, y=np.asarray(y, dtype=float))
+        return StructuredModel(self.formula, design, self.reml, self.correlation,
+                               self.variances, self.fitted_cov)
+
+    def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
+            data_name: str | None = None, x0: np.ndarray | None = None):
+        """Optimize [theta, structure parameters]; see :func:`mixedfx.residual.fit_model`."""
+        from .fit import fit_model
+
+        return fit_model(self, optimizer=optimizer, control=control, data_name=data_name,
+                         x0=x0)
 
     def engine_view(self, blocks: Blocks) -> SimpleNamespace:
         """The attributes :func:`mixedfx.lmm._assemble` reads, with the blocks at the optimum."""
