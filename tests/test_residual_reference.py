@@ -156,3 +156,12 @@ def test_orthodont_ar1_and_varident_ml():
                       variance=mixedfx.VarIdent("Sex", reference="Female"))
     check(res, ref)
     assert res.npar == 3 + 1 + 1 + 2
+
+
+def test_sleepstudy_varpower_fitted_with_random_slopes():
+    """A vector random-effects term whitened by a variance function of the fitted values;
+    nlme's lme() itself stops at power 2.656, short of the fixed point 2.602."""
+    ref = load_reference("sleepstudy_varpower_fixedpoint")
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"),
+                      variance=mixedfx.VarPower())
+    check(res, ref)
