@@ -210,3 +210,48 @@ def test_model_refits_with_the_other_criterion_and_a_new_response():
     shifted = reml.model.with_response(data.y.to_numpy() + 3.0).fit()
     assert shifted.fixef["(Intercept)"] == pytest.approx(reml.fixef["(Intercept)"] + 3.0,
                                                          rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::mixedfx.SingularFitWarning")
+@pytest.mark.parametrize("structure", [
+    mixedfx.AR1("subj", "t"), mixedfx.CompSymm("subj"), mixedfx.CompSymm("pair")])
+@pytest.mark.parametrize("formula", ["y ~ x + (1 | subj) + (1 | item)", "y ~ x + (x | item)"])
+def test_gram_basis_equals_whitening(structure, formula):
+    """Combining precomputed Gram pieces gives the criterion of whitening the data, for
+    gaps in time, unequal group sizes, prior weights and terms crossed with the groups."""
+    from mixedfx.residual.model import StructuredModel
+
+    data = crossed_panel(seed=9)
+    data = data[(data.t % 5 != 2) | (data.subj % 3 == 0)].reset_index(drop=True)
+    data["pair"] = data.subj // 2  # groups of unequal sizes (some subjects lost rows)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, size=len(data))
+    res = mixedfx.lmm(formula, data, weights=w, correlation=structure)
+    fast = res.model
+    assert fast.gram is not None
+    slow = StructuredModel(fast.formula, fast.design, fast.reml, fast.correlation, [],
+                           precompute=False)
+    assert slow.gram is None
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        x = np.concatenate([res.theta * rng.uniform(0.5, 1.5, len(res.theta)),
+                            rng.normal(scale=0.8, size=1)])
+        assert fast.objective(x) == pytest.approx(slow.objective(x), rel=1e-10, abs=1e-8)
+    at_fit = np.concatenate([res.theta, _unconstrained(res, fast)])
+    assert res.loglik == pytest.approx(-slow.objective(at_fit) / 2, abs=1e-7)
+
+
+def _unconstrained(res, model):
+    """The fitted structure parameter on the optimizer's scale (by bisection on natural)."""
+    from scipy.optimize import brentq
+
+    target = next(iter(res.residual_params.values()))
+    corr = model.correlation
+    return np.array([brentq(lambda z: corr.natural(np.array([z]))[0] - target, -30, 30,
+                            xtol=1e-14)])
+
+
+def test_many_time_gaps_fall_back_to_whitening():
+    data = crossed_panel(seed=3)
+    data["t"] = data.t + np.random.default_rng(0).uniform(0, 0.5, len(data))
+    res = mixedfx.lmm("y ~ x + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "t"))
+    assert res.model.gram is None and res.converged

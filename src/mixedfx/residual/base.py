@@ -77,6 +77,19 @@ class BoundCorrelation(Bound):
     def whitener(self, x: np.ndarray) -> tuple[sp.csr_matrix, float]:
         """Whitening matrix ``W`` (CSR, n x n) with ``W C W' = I`` and ``log det C``."""
 
+    def gram_basis(self) -> list[sp.csr_matrix] | None:
+        """Fixed matrices B_k with C^-1 = sum_k c_k(x) B_k' B_k, or None.
+
+        When a structure offers them, the cross-products M' C^-1 M of the design are a fixed
+        linear combination of the precomputed (B_k M)'(B_k M): an evaluation then costs the
+        size of the blocks, not of the data. Optional; the whitener is always used otherwise.
+        """
+        return None
+
+    def gram_coefficients(self, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+        """Coefficients c_k(x) of :meth:`gram_basis` and ``log det C`` (None, inf if invalid)."""
+        raise NotImplementedError
+
 
 class BoundVariance(Bound):
     """A variance function bound to the rows: residual sd of row i is sigma * v_i."""

@@ -73,10 +73,17 @@ class WhitenedDesign:
         diagonal = isinstance(W, np.ndarray)
         Z1w = self.Z1 * W[:, None] if diagonal else W @ self.Z1
         XYw = self.XY * W[:, None] if diagonal else W @ self.XY
-        sq = (Z1w[:, :, None] * Z1w[:, None, :]).reshape(n, p1 * p1)
-        A11 = np.asarray(self.indicator @ sq).reshape(l1, p1, p1)
-        cross = (Z1w[:, :, None] * XYw[:, None, :]).reshape(n, p1 * pxy)
-        dense = np.asarray(self.indicator @ cross).reshape(l1, p1, pxy)  # (level, a, t)
+        rows = Z1w.shape[0]
+        if rows == n:  # row i of W stays in row i's group, so in its level
+            codes, indicator = self.codes, self.indicator
+        else:  # a Gram basis matrix: each row stays in the group of its first entry
+            codes = self.codes[W.indices[W.indptr[:-1]]]
+            indicator = sp.csr_matrix((np.ones(rows), (codes, np.arange(rows))),
+                                      shape=(l1, rows))
+        sq = (Z1w[:, :, None] * Z1w[:, None, :]).reshape(rows, p1 * p1)
+        A11 = np.asarray(indicator @ sq).reshape(l1, p1, p1)
+        cross = (Z1w[:, :, None] * XYw[:, None, :]).reshape(rows, p1 * pxy)
+        dense = np.asarray(indicator @ cross).reshape(l1, p1, pxy)  # (level, a, t)
         A22 = np.empty((m, m))
         if m_r:
             if diagonal:
@@ -84,7 +91,7 @@ class WhitenedDesign:
                 Zrw.data *= W[self._rest_rows]
             else:
                 Zrw = (W @ self.Z_rest).tocsr()
-            rest = (Zrw.T @ term_matrix(self.codes, Z1w, l1)).tocoo()
+            rest = (Zrw.T @ term_matrix(codes, Z1w, l1)).tocoo()
             A22[:m_r, :m_r] = (Zrw.T @ Zrw).toarray()
             A22[m_r:, :m_r] = (Zrw.T @ XYw).T
             A22[:m_r, m_r:] = A22[m_r:, :m_r].T
@@ -121,3 +128,63 @@ def _by_level(rest: sp.coo_matrix, dense: np.ndarray, l1: int, p1: int, m_r: int
     idx[dense_pos] = m_r + np.arange(pxy)[None, :]
     val[dense_pos] = np.transpose(dense, (0, 2, 1))
     return ptr, idx, val
+
+
+class GramBlocks:
+    """Blocks as a fixed linear combination of precomputed ones: sum_k c_k G(B_k).
+
+    For a correlation structure with C^-1 = sum_k c_k(x) B_k'B_k (see
+    :meth:`~mixedfx.residual.base.BoundCorrelation.gram_basis`), the cross-products of the
+    whitened design are sum_k c_k (B_k D M)'(B_k D M), D = diag(sqrt(prior weights)). Each
+    term is computed once; an evaluation only combines them, at the cost of the blocks' size
+    (independent of the number of observations). The A21 values of every term are laid out
+    on the union of their sparsity patterns.
+
+    Parameters
+    ----------
+    design : WhitenedDesign
+    basis : list of scipy.sparse.csr_matrix
+        The B_k (rows_k x n).
+    row_scale : numpy.ndarray
+        sqrt(prior weights) (n,).
+    """
+
+    def __init__(self, design: WhitenedDesign, basis: list[sp.csr_matrix],
+                 row_scale: np.ndarray) -> None:
+        comps = []
+        for B in basis:
+            B = B.tocsr(copy=True)
+            B.data *= row_scale[B.indices]
+            comps.append(design.blocks(B, 0.0))
+        first = comps[0]
+        l1, m = design.l1, first.m
+        keys = [np.repeat(np.arange(l1), np.diff(c.A21_ptr)) * m + c.A21_idx for c in comps]
+        union = np.unique(np.concatenate(keys))
+        level, self.idx = union // m, union % m
+        self.ptr = np.zeros(l1 + 1, dtype=np.int64)
+        self.ptr[1:] = np.cumsum(np.bincount(level, minlength=l1))
+        p1 = first.A21_val.shape[1]
+        self.vals = np.zeros((len(comps), len(union), p1))
+        for k, (c, key) in enumerate(zip(comps, keys, strict=True)):
+            self.vals[k, np.searchsorted(union, key)] = c.A21_val
+        self.A11s = np.stack([c.A11 for c in comps])
+        self.A22s = np.stack([c.A22 for c in comps])
+        self.template = first
+
+    def combine(self, coef: np.ndarray, n: int, sum_log_weights: float) -> Blocks:
+        """sum_k coef_k G(B_k) as :class:`Blocks` of n observations."""
+        t = self.template
+        return Blocks(n=n, dims=t.dims, nlevels=t.nlevels, p=t.p,
+                      A11=_combine(coef, self.A11s), A21_ptr=self.ptr, A21_idx=self.idx,
+                      A21_val=_combine(coef, self.vals), A22=_combine(coef, self.A22s),
+                      offsets=t.offsets, sum_log_weights=sum_log_weights)
+
+
+def _combine(coef: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """sum_k coef_k stack[k], by in-place scaled additions (no reshaping copies)."""
+    out = np.multiply(stack[0], coef[0])
+    tmp = np.empty_like(out)
+    for k in range(1, len(coef)):
+        np.multiply(stack[k], coef[k], out=tmp)
+        out += tmp
+    return out

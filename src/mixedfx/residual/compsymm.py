@@ -69,6 +69,41 @@ class CompSymmCorrelation(BoundCorrelation):
         return W, logdet
 
 
+    def gram_basis(self) -> list[sp.csr_matrix]:
+        """Within-group deviations (I - J/n, one row per observation) and, per distinct group
+        size, group sums (one row per group): C^-1 = (I - J/n) / l0 + J / (n l1)."""
+        n = len(self.groups)
+        centre = self._centre()
+        basis = [centre]
+        sizes = np.bincount(self.groups)
+        for size in self._size_classes:
+            members = np.flatnonzero(sizes[self.groups] == size)
+            g = np.unique(self.groups[members], return_inverse=True)[1]
+            basis.append(sp.csr_matrix((np.ones(len(members)), (g, members)),
+                                       shape=(int(g.max()) + 1, n)))
+        return basis
+
+    def _centre(self) -> sp.csr_matrix:
+        n = len(self.groups)
+        data = self._is_diag - self._inv_size
+        return sp.csr_matrix((data, self._indices, self._indptr), shape=(n, n))
+
+    @property
+    def _size_classes(self) -> np.ndarray:
+        return np.unique(self.sizes)
+
+    def gram_coefficients(self, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+        rho = self._rho(float(x[0]))
+        l0 = 1.0 - rho
+        sizes = self._size_classes
+        l1 = 1.0 + (sizes - 1) * rho
+        if l0 <= 0 or np.any(l1 <= 0):
+            return None, np.inf
+        l1_group = 1.0 + (self.sizes - 1) * rho
+        logdet = float(np.sum((self.sizes - 1) * np.log(l0) + np.log(l1_group)))
+        return np.concatenate([[1.0 / l0], 1.0 / (sizes * l1)]), logdet
+
+
 @dataclass(frozen=True)
 class CompSymm(Structure):
     """Compound-symmetric residuals within groups (nlme's ``corCompSymm``).

@@ -63,6 +63,7 @@ class MarkovCorrelation(BoundCorrelation):
         indices[self._off_pos] = prev[has]
         self._indices, self._diag_pos = indices, diag_pos
         self._gap = gap[has]
+        self._classes: tuple[np.ndarray, np.ndarray] | None = None
 
     def start(self) -> np.ndarray:
         return np.array([self.phi_inverse(0.2)])
@@ -83,6 +84,57 @@ class MarkovCorrelation(BoundCorrelation):
         n = len(self.prev)
         W = sp.csr_matrix((data, self._indices, self._indptr), shape=(n, n))
         return W, float(np.sum(np.log(one_minus)))
+
+
+    def _gap_classes(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._classes is None:
+            self._classes = np.unique(self._gap, return_inverse=True)
+        return self._classes
+
+    def gram_basis(self) -> list[sp.csr_matrix] | None:
+        """Selectors of the first rows; per distinct gap, of the rows (E), of their
+        predecessors (F) and of the differences row - predecessor (D).
+
+        Row i with predecessor p and r = phi^gap contributes
+        ``(m_i - r m_p)(m_i - r m_p)' / (1 - r^2) = (E - r F) / (1 + r) + r D / (1 - r^2)``
+        in Gram terms, without cancellation as r approaches 1.
+        """
+        gaps, cls = self._gap_classes()
+        if len(gaps) > MAX_GAP_CLASSES:
+            return None
+        n = len(self.prev)
+        rows_with = np.flatnonzero(self._has)
+        first = np.flatnonzero(~self._has)
+        basis = [_selector(first, n)]
+        for k in range(len(gaps)):
+            rows = rows_with[cls == k]
+            prev = self.prev[rows]
+            m = len(rows)
+            basis.append(_selector(rows, n))
+            basis.append(_selector(prev, n))
+            data = np.column_stack([np.ones(m), -np.ones(m)]).ravel()
+            cols = np.column_stack([rows, prev]).ravel()
+            basis.append(sp.csr_matrix((data, cols, np.arange(0, 2 * m + 1, 2)), shape=(m, n)))
+        return basis
+
+    def gram_coefficients(self, x: np.ndarray) -> tuple[np.ndarray | None, float]:
+        gaps, cls = self._gap_classes()
+        r = np.power(self.phi_of(float(x[0])), gaps)
+        one_minus = 1.0 - r * r
+        if np.any(one_minus <= 0.0):
+            return None, np.inf
+        coef = np.column_stack([1.0 / (1.0 + r), -r / (1.0 + r), r / one_minus]).ravel()
+        counts = np.bincount(cls, minlength=len(gaps))
+        return np.concatenate([[1.0], coef]), float(np.sum(counts * np.log(one_minus)))
+
+
+MAX_GAP_CLASSES = 8  # beyond this many distinct time gaps, whiten at each evaluation instead
+
+
+def _selector(rows: np.ndarray, n: int) -> sp.csr_matrix:
+    """(len(rows) x n) matrix picking the given rows."""
+    m = len(rows)
+    return sp.csr_matrix((np.ones(m), rows, np.arange(m + 1)), shape=(m, n))
 
 
 def _bind_markov(frame, factors, time, default_group, what, label, integer_time, phi_of,
