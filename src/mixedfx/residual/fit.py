@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..design.build import as_pandas, build_design, variables
-from ..errors import DataError, MissingDataWarning
+from ..errors import ConvergenceWarning, DataError, MissingDataWarning
 from ..formula import parse_formula
 from ..lmm import MOMENT_STEP, _assemble, _rectify
 from ..optimize import minimize
@@ -152,7 +152,7 @@ def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dic
         model = model.with_fitted(np.ones(len(model.design.y)))
         model = model.with_fitted(
             model.conditional_fitted(model.solve(model.from_internal(start))[0]))
-    x = start
+    x, settled = start, not needs_fitted
     for _ in range(MAX_OUTER):
         opt = _optimize(model, x, optimizer, settings)
         x_new = np.asarray(opt.final)
@@ -162,8 +162,13 @@ def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dic
         change = float(np.max(np.abs(x_new - x)))
         x = x_new
         if change < OUTER_TOL:
+            settled = True
             break
         model = model.with_fitted(fitted)
+    if not settled:
+        warnings.warn(f"the alternation between the variance function and the fitted values "
+                      f"did not settle in {MAX_OUTER} rounds: the estimates may be off; check "
+                      "the model", ConvergenceWarning, stacklevel=3)
     z = np.asarray(opt.final).copy()
     if optimizer == "newuoa":
         z[: model.ntheta] = _rectify(z[: model.ntheta], model.terms)

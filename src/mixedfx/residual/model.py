@@ -227,7 +227,8 @@ class StructuredModel:
 
         The pattern of A21 (which remainder columns each first-term level touches) rarely
         changes between evaluations; the factorizer's set-up (its elimination tables) is
-        then kept and only the values are copied in.
+        then kept and only the values are copied in (its blocks' other fields, such as
+        ``sum_log_weights``, are stale: read them from ``blocks``).
         """
         old = self._factorizer
         if old is not None:
@@ -238,7 +239,6 @@ class StructuredModel:
                 np.copyto(b.A11, blocks.A11)
                 np.copyto(b.A21_val, blocks.A21_val)
                 np.copyto(b.A22, blocks.A22)
-                object.__setattr__(b, "sum_log_weights", blocks.sum_log_weights)
                 return old
         self._factorizer = PlsFactorizer(blocks)
         return self._factorizer
@@ -251,9 +251,8 @@ class StructuredModel:
             blocks = self.blocks(x)
             if blocks is None:
                 return np.inf
-            fz = self.factorizer(blocks)
-            f = fz.factor(self.engine_theta(theta))
-            return profiled_deviance(f, fz.blocks, self.reml)
+            f = self.factorizer(blocks).factor(self.engine_theta(theta))
+            return profiled_deviance(f, blocks, self.reml)  # its sum_log_weights is current
 
     def solve(self, x: np.ndarray) -> tuple[PlsSolution, Blocks]:
         """beta, conditional modes and covariances at x; modes per term in ``perm`` order."""
