@@ -255,3 +255,14 @@ def test_many_time_gaps_fall_back_to_whitening():
     data["t"] = data.t + np.random.default_rng(0).uniform(0, 0.5, len(data))
     res = mixedfx.lmm("y ~ x + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "t"))
     assert res.model.gram is None and res.converged
+
+
+def test_car1_on_dates_counts_days():
+    data = crossed_panel(seed=6)
+    data["day"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(data.t * 2, unit="D")
+    data["t2"] = data.t * 2
+    on_dates = mixedfx.lmm("y ~ x + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "day"))
+    on_days = mixedfx.lmm("y ~ x + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "t2"))
+    assert on_dates.loglik == pytest.approx(on_days.loglik, abs=1e-9)
+    assert on_dates.residual_params["Phi"] == pytest.approx(on_days.residual_params["Phi"],
+                                                            rel=1e-9)

@@ -76,11 +76,16 @@ def predecessors(groups: np.ndarray, time: np.ndarray | None, what: str, group_n
 
 
 def time_values(frame: pd.DataFrame, time: str, what: str) -> np.ndarray:
-    """Numeric values of the time column (finite)."""
+    """Numeric values of the time column (finite); dates and durations in days."""
     col = frame[time]
-    if col.dtype.kind not in "iuf":
-        raise DataError(f"{what}: time column '{time}' must be numeric, got dtype {col.dtype}")
-    values = col.to_numpy(dtype=float)
+    if col.dtype.kind in "mM":
+        span = col - col.min() if col.dtype.kind == "M" else col
+        values = (span / pd.Timedelta(days=1)).to_numpy(dtype=float)
+    elif col.dtype.kind in "iuf":
+        values = col.to_numpy(dtype=float)
+    else:
+        raise DataError(f"{what}: time column '{time}' must be numeric or dates, got dtype "
+                        f"{col.dtype}")
     if not np.all(np.isfinite(values)):
         raise DataError(f"{what}: time column '{time}' has non-finite values")
     return values
