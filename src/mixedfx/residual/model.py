@@ -26,6 +26,9 @@ from .base import BoundCorrelation, BoundVariance
 from .blocks import GramBlocks, WhitenedDesign, term_matrix
 
 
+GRAM_MEMORY = 1 << 28  # bytes of precomputed dense remainders beyond which we whiten instead
+
+
 def constant_within(codes: np.ndarray, groups: np.ndarray) -> bool:
     """Whether ``codes`` takes one value in each group of ``groups``."""
     pairs = np.unique(groups.astype(np.int64) * (int(codes.max()) + 1) + codes)
@@ -91,7 +94,8 @@ class StructuredModel:
         self.gram: GramBlocks | None = None
         if precompute and correlation is not None and not variances:
             basis = correlation.gram_basis()
-            if basis is not None:
+            m = self.Z_rest.shape[1] + self.XY.shape[1]
+            if basis is not None and len(basis) * m * m * 8 <= GRAM_MEMORY:
                 self.gram = GramBlocks(self.whitened, basis, self.sqrt_w)
 
     def _design_matrices(self) -> None:
