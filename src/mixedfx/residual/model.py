@@ -25,7 +25,6 @@ from ..start import moment_start
 from .base import BoundCorrelation, BoundVariance
 from .blocks import GramBlocks, WhitenedDesign, term_matrix
 
-
 GRAM_MEMORY = 1 << 28  # bytes of precomputed dense remainders beyond which we whiten instead
 
 
