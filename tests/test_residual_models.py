@@ -266,3 +266,29 @@ def test_car1_on_dates_counts_days():
     assert on_dates.loglik == pytest.approx(on_days.loglik, abs=1e-9)
     assert on_dates.residual_params["Phi"] == pytest.approx(on_days.residual_params["Phi"],
                                                             rel=1e-9)
+
+
+def test_gram_basis_skipped_beyond_the_memory_bound(monkeypatch):
+    import mixedfx.residual.model as model_module
+
+    data = crossed_panel(seed=8)
+    formula = "y ~ x + (1 | subj) + (1 | item)"
+    with_basis = mixedfx.lmm(formula, data, correlation=mixedfx.AR1("subj", "t"))
+    monkeypatch.setattr(model_module, "GRAM_MEMORY", 0)
+    without = mixedfx.lmm(formula, data, correlation=mixedfx.AR1("subj", "t"))
+    assert with_basis.model.gram is not None and without.model.gram is None
+    assert without.loglik == pytest.approx(with_basis.loglik, abs=1e-6)
+    assert without.residual_params["Phi"] == pytest.approx(
+        with_basis.residual_params["Phi"], rel=1e-4)
+
+
+def test_summary_of_varpower_and_compsymm():
+    o = mixedfx.datasets.load("Orthodont")
+    text = mixedfx.lmm("distance ~ age + (1 | Subject)", o,
+                       variance=mixedfx.VarPower("age")).summary()
+    assert "Variance function:\n Structure: Power of variance covariate\n Formula: ~age" in text
+    assert "power" in text
+    text = mixedfx.lmm("strength ~ 1 + (1 | batch)", mixedfx.datasets.load("Pastes"),
+                       correlation=mixedfx.CompSymm("batch:cask")).summary()
+    assert "Correlation Structure: Compound symmetry\n Formula: ~1 | batch:cask" in text
+    assert "Rho" in text
