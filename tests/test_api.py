@@ -149,3 +149,22 @@ def test_unused_categorical_levels_are_dropped():
     assert str(first) not in res.ranef["Subject"].index
     assert "999999" not in res.ranef["Subject"].index
     assert sub.Subject.cat.categories[-1] == 999999  # the caller's frame is untouched
+
+
+def test_r_functions_in_formulas_match_precomputed_columns():
+    """R's spelling (sin, cos, pi, log, I(x^2)) fits the same model as precomputed columns."""
+    ovary = mixedfx.datasets.load("Ovary")
+    r_style = mixedfx.lmm("follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)", ovary)
+    pre = ovary.assign(s=np.sin(2 * np.pi * ovary["Time"]), c=np.cos(2 * np.pi * ovary["Time"]))
+    plain = mixedfx.lmm("follicles ~ s + c + (1 | Mare)", pre)
+    assert list(r_style.fixef.index) == ["(Intercept)", "sin(2 * pi * Time)",
+                                         "cos(2 * pi * Time)"]
+    np.testing.assert_allclose(r_style.fixef.to_numpy(), plain.fixef.to_numpy(), rtol=1e-10)
+    assert r_style.loglik == pytest.approx(plain.loglik, rel=1e-12)
+
+    sleep = mixedfx.datasets.load("sleepstudy")
+    res = mixedfx.lmm("Reaction ~ Days + I(Days^2) + log(Days + 1) + (1 | Subject)", sleep)
+    assert list(res.fixef.index) == ["(Intercept)", "Days", "I(Days^2)", "log(Days + 1)"]
+    manual = sleep.assign(d2=sleep["Days"] ** 2, ld=np.log(sleep["Days"] + 1))
+    ref = mixedfx.lmm("Reaction ~ Days + d2 + ld + (1 | Subject)", manual)
+    np.testing.assert_allclose(res.fixef.to_numpy(), ref.fixef.to_numpy(), rtol=1e-10)

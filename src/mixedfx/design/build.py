@@ -17,6 +17,7 @@ from formulaic import Formula, model_matrix
 
 from ..errors import DataError, FormulaError, MissingDataWarning
 from ..formula import ParsedFormula, RandomTerm
+from .functions import FORMULA_CONTEXT, r_powers
 from .names import r_name
 from .reterm import ReTerm
 
@@ -74,7 +75,7 @@ def variables(expr: str, formula: str) -> set[str]:
         tokens = (t.strip() for t in expr.replace("-", "+").split("+"))
         return {t for t in tokens if t and not t.replace(".", "").isdigit()}
     try:
-        return set(Formula(expr).required_variables)
+        return set(Formula(r_powers(expr)).required_variables) - FORMULA_CONTEXT.keys()
     except Exception as exc:  # formulaic's parser errors
         raise FormulaError(f"cannot parse '{expr}': {exc}", formula, formula.find(expr)) from exc
 
@@ -152,7 +153,7 @@ def _materialize(expr: str, frame: pd.DataFrame, formula: str) -> _Matrix:
     if fast is not None:
         return fast
     try:
-        mm = model_matrix(expr, frame)
+        mm = model_matrix(r_powers(expr), frame, context=FORMULA_CONTEXT)
         return _Matrix(tuple(map(str, mm.columns)), np.ascontiguousarray(mm.to_numpy(dtype=float)))
     except Exception as exc:
         raise FormulaError(f"cannot build the model matrix of '{expr}': {exc}", formula,
