@@ -15,6 +15,7 @@ from .errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
+from .inference.compare import compare
 from .lmm import lmm
 from .residual import AR1, CAR1, CompSymm, VarIdent, VarPower
 from .results import LmmResult
@@ -25,4 +26,5 @@ __all__ = [
     "AR1", "CAR1", "CompSymm", "VarIdent", "VarPower",
     "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
     "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
+    "compare",
 ]
