@@ -132,6 +132,41 @@ class LmmResult:
         total = ints.vcov.sum() + self.sigma**2
         return pd.Series((ints.vcov / total).to_numpy(), index=ints.group.to_numpy(), name="icc")
 
+    # --- glmm-extras: predictions (mixedfx.predict) ---
+    def predict(self, newdata: object = None, *, kind: str = "conditional",
+                scale: str = "response", allow_new_levels: bool = False,
+                offset: object = None) -> pd.Series:
+        """Predictions on the fitted data or on ``newdata``.
+
+        Parameters
+        ----------
+        newdata : pandas.DataFrame, optional
+            Rows to predict; None predicts the fitted rows. Needs the model's columns
+            (the response is not needed); rows with missing values give NaN.
+        kind : {"conditional", "fixed", "marginal"}
+            ``conditional`` adds the conditional modes (BLUPs) of the rows' levels;
+            ``fixed`` uses x'beta only (lme4's ``re.form=NA``); ``marginal`` is the
+            population mean over the random effects (equal to ``fixed`` for an LMM).
+        scale : {"response", "link"}
+            Identical for an LMM (identity link).
+        allow_new_levels : bool, default False
+            Levels of a grouping factor not in the fit get random effect zero (the
+            population prediction) instead of raising a DataError.
+        offset : str or array-like, optional
+            The new data's offset (a column name or values), needed when the model has one.
+
+        Returns
+        -------
+        pandas.Series
+            One prediction per row, indexed as ``newdata``.
+        """
+        from .predict import cached, from_fit, predict
+
+        pm = cached(self, lambda: from_fit(self.formula, self.model, self.fixef, self.varcorr,
+                                           self.ranef))
+        return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
+                       offset=offset)
+
     def summary(self) -> str:
         """lme4-style summary text."""
         from .summary import render_lmm
