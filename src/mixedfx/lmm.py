@@ -23,10 +23,9 @@ from .linalg.pls import PlsFactorizer, profiled_deviance
 from .linalg.solution import PlsSolution, solve
 from .optimize import minimize
 from .results import LmmResult
-from .start import moment_start
+from .start import moment_start, moment_step
 
 SINGULAR_TOL = 1e-4
-MOMENT_STEP = 0.1  # initial trust-region radius from the moment start (it is usually close)
 
 
 def display_order(terms: tuple[ReTerm, ...]) -> list[ReTerm]:
@@ -206,7 +205,7 @@ class LmmModel:
             start = np.asarray(theta0, float)
         elif how == "moments":
             start = self.moment_theta()
-            settings.setdefault("initial_step", MOMENT_STEP)
+            settings.setdefault("initial_step", moment_step(self.terms))
         elif how == "identity":
             start = self.theta0
         else:

@@ -10,8 +10,10 @@ the coarsest grouping factor (fewest levels) to the finest, per-level least-squa
 coefficients of r on the term's columns, their between-level variance minus the average
 sampling variance (the one-way ANOVA estimator, generalised to vector terms), and r reduced by
 the shrunken per-level fits before the next term so that nested factors are not counted twice.
-Relative to the residual variance left over, the variances give the diagonal of each factor;
-off-diagonal entries start at zero, as lme4's do. Anything degenerate falls back to lme4's
+Relative to the residual variance left over, the covariance matrix of the per-level
+coefficients (minus their average sampling covariance) gives each term's relative covariance,
+and its Cholesky factor the start (variances clipped away from the boundary, correlations
+shrunk only if needed for positive definiteness). Anything degenerate falls back to lme4's
 start for that term.
 """
 
@@ -24,6 +26,20 @@ from .design.reterm import lower_indices
 
 MIN_THETA = 0.05  # keep the start off the boundary, where NEWUOA's first steps are wasted
 MAX_THETA = 20.0
+STEP_RANGE = (0.02, 0.1)  # initial trust-region radius from a moment start: (min, max)
+
+
+def moment_step(terms: list[ReTerm]) -> float:
+    """Initial trust-region radius for the optimizer started at :func:`moment_start`.
+
+    A variance estimated from G levels has relative standard error about sqrt(2 / G), so the
+    relative factor (its square root) is off by about 1 / sqrt(2 G): the radius follows the
+    factor with the fewest levels, within ``STEP_RANGE``. A small radius saves the optimizer
+    its first, wide exploration when the start is good (1M-row model: 57 -> 41 evaluations);
+    a wide one keeps it from crawling when the start is rough (few levels).
+    """
+    fewest = min((t.nlevels for t in terms), default=1)
+    return float(np.clip(1.0 / np.sqrt(2.0 * max(fewest, 1)), *STEP_RANGE))
 
 
 def _level_fits(term: ReTerm, r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray,
@@ -75,7 +91,7 @@ def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.
     beta, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
     r = y - X @ beta
     n = len(r)
-    variances: list[np.ndarray | None] = [None] * len(terms)
+    covariances: list[np.ndarray | None] = [None] * len(terms)
     sigma2 = float(np.sum(weights * r**2) / max(n - X.shape[1], 1))
     for k in sorted(range(len(terms)), key=lambda k: terms[k].nlevels):
         t = terms[k]
@@ -86,23 +102,45 @@ def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.
         resid_ss = float(np.sum(weights * (r - fitted) ** 2))
         within = resid_ss / max(n - int(ok.sum()) * t.dim, 1)
         inv = np.linalg.inv(ztz[ok])
-        spread = coef[ok].var(axis=0, ddof=1)
-        var = spread - within * np.einsum("gaa->a", inv) / ok.sum()
-        if not np.all(np.isfinite(var)):
+        spread = np.atleast_2d(np.cov(coef[ok], rowvar=False, ddof=1))
+        cov = spread - within * inv.mean(axis=0)
+        if not np.all(np.isfinite(cov)):
             continue
-        var = np.maximum(var, 0.0)
-        variances[k] = var
+        var = np.maximum(np.diag(cov), 0.0)
+        covariances[k] = cov
         # remove the shrunken level fits (diagonal shrinkage) before the next, finer term
         shrink = var / (var + within * np.einsum("gaa->ga", np.linalg.pinv(ztz)) + 1e-300)
         r = r - np.einsum("ij,ij->i", t.Z, (shrink * coef)[t.codes])
         sigma2 = within
     sigma2 = max(sigma2, 1e-12 * float(np.var(y)) + 1e-300)
     out = []
-    for t, var in zip(terms, variances, strict=True):
-        rows, cols = lower_indices(t.dim)
-        if var is None:
+    for t, cov in zip(terms, covariances, strict=True):
+        if cov is None:
             out.append(t.theta_initial())
             continue
-        diag = np.clip(np.sqrt(var / sigma2), MIN_THETA, MAX_THETA)
-        out.append(np.where(rows == cols, diag[rows], 0.0))
+        out.append(_relative_factor(cov / sigma2))
     return np.concatenate(out)
+
+
+def _relative_factor(cov: np.ndarray) -> np.ndarray:
+    """Theta (lme4's layout) of a relative covariance matrix from moments.
+
+    The diagonal is clipped to [MIN_THETA, MAX_THETA] squared; the correlations are kept, shrunk
+    toward zero just enough to make the matrix positive definite (moment estimates need not
+    be), so that the start is never on the boundary.
+    """
+    d = cov.shape[0]
+    sd = np.clip(np.sqrt(np.maximum(np.diag(cov), 0.0)), MIN_THETA, MAX_THETA)
+    if d == 1:
+        return sd
+    raw = np.sqrt(np.maximum(np.outer(np.diag(cov), np.diag(cov)), 1e-300))
+    corr = np.clip(np.where(raw > 0, cov / raw, 0.0), -1.0, 1.0)
+    np.fill_diagonal(corr, 1.0)
+    for shrink in (1.0, 0.9, 0.7, 0.5, 0.0):
+        c = corr * shrink
+        np.fill_diagonal(c, 1.0)
+        if np.linalg.eigvalsh(c)[0] > 1e-3:
+            break
+    factor = np.linalg.cholesky(c * np.outer(sd, sd))
+    rows, cols = lower_indices(d)
+    return factor[rows, cols]

@@ -11,9 +11,10 @@ import pandas as pd
 from ..design.build import as_pandas, build_design, variables
 from ..errors import ConvergenceWarning, DataError, MissingDataWarning
 from ..formula import parse_formula
-from ..lmm import MOMENT_STEP, _assemble, _rectify
+from ..lmm import _assemble, _rectify
 from ..optimize import minimize
 from ..results import LmmResult
+from ..start import STEP_RANGE
 from .base import BoundCorrelation, BoundVariance, Structure
 from .model import StructuredModel
 
@@ -143,7 +144,7 @@ def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dic
     elif how != "moments":
         raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
     if "initial_step" not in settings:
-        step = MOMENT_STEP if how == "moments" else 0.75
+        step = STEP_RANGE[1] if how == "moments" else 0.75  # residual starts are rougher
         settings["initial_step"] = np.concatenate([np.full(model.ntheta, step),
                                                    np.full(model.nstruct, STRUCT_STEP)])
     needs_fitted = any(v.needs_fitted for v in model.variances)
