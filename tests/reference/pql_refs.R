@@ -1,0 +1,23 @@
+# MASS::glmmPQL references beyond cbpp_pql (tests/test_pql.py): nested Poisson with
+# covariates at the site, plot and observation levels (containment df), and a binomial model
+# with a correlated random slope. Data: counts_sim.csv (written by negbin_refs.R).
+# Run from this folder: Rscript pql_refs.R
+suppressMessages({library(MASS); library(nlme); library(jsonlite)})
+d <- read.csv("counts_sim.csv", stringsAsFactors=TRUE)
+pql <- function(name, formula, fixed, random, family) {
+  m <- glmmPQL(as.formula(fixed), random=as.formula(random), family=family, data=d,
+               verbose=FALSE)
+  tt <- summary(m)$tTable
+  covs <- lapply(pdMatrix(m$modelStruct$reStruct), function(x) unname(x * m$sigma^2))
+  list(name=name, formula=formula, family=family$family, fixed=fixed, random=random,
+       fixef=as.list(fixef(m)), se=as.list(setNames(tt[, "Std.Error"], rownames(tt))),
+       df=as.list(setNames(tt[, "DF"], rownames(tt))), sigma=m$sigma, re_cov=covs,
+       fitted_link=unname(fitted(m))[1:12])
+}
+out <- list(
+  pql("poisson_nested", "y ~ x + z + trt + (1 | site/plot)", "y ~ x + z + trt", "~ 1 | site/plot",
+      poisson()),
+  pql("binomial_slope", "yb ~ x + z + (x | site)", "yb ~ x + z", "~ x | site", binomial()))
+names(out) <- sapply(out, function(x) x$name)
+out$software <- paste("MASS", packageVersion("MASS"), "nlme", packageVersion("nlme"))
+write(toJSON(out, auto_unbox=TRUE, digits=NA, pretty=TRUE), "pql_refs.json")
