@@ -167,6 +167,21 @@ class LmmResult:
         return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
                        offset=offset)
 
+    # --- inference-intervals: profile, confint (mixedfx.inference) ---
+    def profile(self, which: list[str] | str | None = None):
+        """Likelihood profiles (zeta traces) of the parameters, as lme4's ``profile``;
+        see :func:`mixedfx.inference.profile.profile`."""
+        from .inference.profile import profile
+
+        return profile(self, which)
+
+    def confint(self, method: str = "profile", level: float = 0.95, **kwargs) -> pd.DataFrame:
+        """Confidence intervals (``"profile"``, ``"wald"`` or ``"bootstrap"``) with lme4's
+        row names; see :func:`mixedfx.inference.confint.confint`."""
+        from .inference.confint import confint
+
+        return confint(self, method, level, **kwargs)
+
     def summary(self) -> str:
         """lme4-style summary text."""
         from .summary import render_lmm
