@@ -70,6 +70,19 @@ def _rectify(theta: np.ndarray, terms: list[ReTerm]) -> np.ndarray:
     return out
 
 
+def least_squares(X: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Weighted least-squares coefficients of y on X (full column rank).
+
+    By the normal equations: the result only shifts the response within X's column space,
+    so any error in it is harmless; zeros if the equations are singular.
+    """
+    XtW = X.T * weights
+    try:
+        return np.linalg.solve(XtW @ X, XtW @ y)
+    except np.linalg.LinAlgError:
+        return np.zeros(X.shape[1])
+
+
 def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None,
         offset: object = None, correlation: object = None, variance: object = None,
         optimizer: str = "newuoa", control: dict | None = None,
@@ -150,8 +163,14 @@ class LmmModel:
         self.terms = display_order(design.terms)
         self.perm = engine_permutation(self.terms)
         self.tmap = ThetaMap(self.terms, self.perm)
+        # The engine sees y minus its least-squares fit on X: the same model with beta shifted
+        # by beta_ols, but y'y in the blocks is the residual sum of squares rather than the raw
+        # sum, so the PLS residual r_yy^2 = y'y - ... loses far fewer digits to cancellation
+        # (Pastes: objective noise 3e-10 -> 1e-13; the flat direction is resolved).
+        y = design.y - design.offset
+        self.beta_shift = least_squares(self.X, y, design.weights)
         self.blocks = build_blocks([self.terms[k] for k in self.perm], self.X,
-                                   design.y - design.offset, design.weights)
+                                   y - self.X @ self.beta_shift, design.weights)
         self.factorizer = PlsFactorizer(self.blocks)
         self.theta0 = np.concatenate([t.theta_initial() for t in self.terms])
         self.lower = np.concatenate([t.theta_lower_bounds() for t in self.terms])
@@ -175,7 +194,8 @@ class LmmModel:
 
     def solve(self, theta: np.ndarray) -> PlsSolution:
         """beta, conditional modes and covariances at ``theta`` (display order)."""
-        return solve(self.factorizer, self.tmap.to_engine(np.asarray(theta, float)))
+        sol = solve(self.factorizer, self.tmap.to_engine(np.asarray(theta, float)))
+        return replace(sol, beta=sol.beta + self.beta_shift)
 
     def with_reml(self, reml: bool) -> LmmModel:
         """The same model with the other criterion (ML refit of a REML model, say)."""

@@ -46,8 +46,9 @@ def _level_fits(term: ReTerm, r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
                                                                         np.ndarray]:
     """Per-level weighted least-squares coefficients of r on the term's columns.
 
-    Returns the coefficients (G, d), the per-level cross-products Z'WZ (G, d, d) and a mask of
-    levels whose cross-product is well conditioned.
+    Returns the coefficients (G, d), zero for ill-conditioned levels, the inverses of the
+    per-level cross-products Z'WZ of the well-conditioned levels (k, d, d) and the mask of
+    those levels (G,).
     """
     G, d = term.nlevels, term.dim
     Zw = term.Z * w[:, None]
@@ -58,13 +59,15 @@ def _level_fits(term: ReTerm, r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
             ztz[:, a, b] = ztz[:, b, a] = s
     ztr = np.stack([np.bincount(term.codes, weights=Zw[:, a] * r, minlength=G)
                     for a in range(d)], axis=1)
-    det = np.linalg.det(ztz) if d > 1 else ztz[:, 0, 0]
-    scale = np.prod(np.maximum(np.einsum("gaa->ga", ztz), 1e-300), axis=1)
-    ok = det > 1e-8 * scale
+    diag = np.maximum(np.einsum("gaa->ga", ztz), 1e-300)
+    if d == 1:
+        ok = ztz[:, 0, 0] > 1e-8 * diag[:, 0]
+    else:
+        ok = np.linalg.det(ztz) > 1e-8 * np.prod(diag, axis=1)
     coef = np.zeros((G, d))
-    if ok.any():
-        coef[ok] = np.linalg.solve(ztz[ok], ztr[ok][..., None])[..., 0]
-    return coef, ztz, ok
+    inv = np.linalg.inv(ztz[ok]) if ok.any() else np.zeros((0, d, d))
+    coef[ok] = np.einsum("gab,gb->ga", inv, ztr[ok])
+    return coef, inv, ok
 
 
 def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray
@@ -87,29 +90,29 @@ def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.
     numpy.ndarray
         Starting theta; lme4's identity start for any term whose estimate is degenerate.
     """
-    sw = np.sqrt(weights)
-    beta, *_ = np.linalg.lstsq(X * sw[:, None], y * sw, rcond=None)
+    XtW = X.T * weights
+    beta = np.linalg.solve(XtW @ X, XtW @ y) if X.shape[1] else np.zeros(0)
     r = y - X @ beta
     n = len(r)
     covariances: list[np.ndarray | None] = [None] * len(terms)
-    sigma2 = float(np.sum(weights * r**2) / max(n - X.shape[1], 1))
+    sigma2 = float(weights @ r**2 / max(n - X.shape[1], 1))
     for k in sorted(range(len(terms)), key=lambda k: terms[k].nlevels):
         t = terms[k]
-        coef, ztz, ok = _level_fits(t, r, weights)
-        if ok.sum() < 3:
+        coef, inv, ok = _level_fits(t, r, weights)
+        nok = len(inv)
+        if nok < 3:
             continue
         fitted = np.einsum("ij,ij->i", t.Z, coef[t.codes])
-        resid_ss = float(np.sum(weights * (r - fitted) ** 2))
-        within = resid_ss / max(n - int(ok.sum()) * t.dim, 1)
-        inv = np.linalg.inv(ztz[ok])
-        spread = np.atleast_2d(np.cov(coef[ok], rowvar=False, ddof=1))
-        cov = spread - within * inv.mean(axis=0)
+        within = float(weights @ (r - fitted) ** 2) / max(n - nok * t.dim, 1)
+        centred = coef[ok] - coef[ok].mean(axis=0)
+        cov = centred.T @ centred / (nok - 1) - within * inv.mean(axis=0)
         if not np.all(np.isfinite(cov)):
             continue
-        var = np.maximum(np.diag(cov), 0.0)
         covariances[k] = cov
         # remove the shrunken level fits (diagonal shrinkage) before the next, finer term
-        shrink = var / (var + within * np.einsum("gaa->ga", np.linalg.pinv(ztz)) + 1e-300)
+        var = np.maximum(np.diag(cov), 0.0)
+        shrink = np.zeros_like(coef)
+        shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
         r = r - np.einsum("ij,ij->i", t.Z, (shrink * coef)[t.codes])
         sigma2 = within
     sigma2 = max(sigma2, 1e-12 * float(np.var(y)) + 1e-300)
