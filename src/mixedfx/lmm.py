@@ -268,11 +268,12 @@ def _labels(values) -> pd.Index:
 
 def varcorr_frame(rows: list[tuple]) -> pd.DataFrame:
     """R's ``as.data.frame(VarCorr(m))`` layout from (group, term1, term2, vcov, sdcor) rows."""
-    group, term1, term2, vcov, sdcor = zip(*rows, strict=True)
-    text = {name: pd.Series(np.asarray(col, dtype=object), dtype=object)
-            for name, col in (("group", group), ("term1", term1), ("term2", term2))}
-    return pd.DataFrame({**text, "vcov": np.asarray(vcov, dtype=float),
-                         "sdcor": np.asarray(sdcor, dtype=float)})
+    text = np.empty((len(rows), 3), dtype=object)  # one object block: no string inference
+    text[:] = [r[:3] for r in rows]
+    frame = pd.DataFrame(text, columns=_labels(["group", "term1", "term2"]), dtype=object)
+    frame["vcov"] = np.array([r[3] for r in rows], dtype=float)
+    frame["sdcor"] = np.array([r[4] for r in rows], dtype=float)
+    return frame
 
 
 def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float):
