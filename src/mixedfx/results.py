@@ -167,7 +167,7 @@ class LmmResult:
         return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
                        offset=offset)
 
-    # --- inference-intervals: profile, confint (mixedfx.inference) ---
+    # --- inference-intervals: profile, confint, simulate, bootstrap (mixedfx.inference) ---
     def profile(self, which: list[str] | str | None = None):
         """Likelihood profiles (zeta traces) of the parameters, as lme4's ``profile``;
         see :func:`mixedfx.inference.profile.profile`."""
@@ -181,6 +181,21 @@ class LmmResult:
         from .inference.confint import confint
 
         return confint(self, method, level, **kwargs)
+
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Responses simulated from the fit, as lme4's ``simulate``; see
+        :func:`mixedfx.inference.simulate.simulate`."""
+        from .inference.simulate import simulate
+
+        return simulate(self, nsim, seed)
+
+    def bootstrap(self, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
+                  progress: bool | None = None):
+        """Parametric bootstrap (simulate, refit) with percentile intervals; see
+        :func:`mixedfx.inference.bootstrap.bootstrap`."""
+        from .inference.bootstrap import bootstrap
+
+        return bootstrap(self, n, seed=seed, n_jobs=n_jobs, progress=progress)
 
     def summary(self) -> str:
         """lme4-style summary text."""

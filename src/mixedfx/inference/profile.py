@@ -144,6 +144,7 @@ class _MLDeviance:
         b = model.blocks
         self.n, self.p, self.mr, self.slw = b.n, b.p, b.m_random, b.sum_log_weights
         self.work = np.empty_like(b.A22)
+        self.shift = np.asarray(getattr(model, "beta_shift", np.zeros(b.p)), float)
 
     def factor(self, theta: np.ndarray):
         f = self.model.factorizer.factor(self.model.tmap.to_engine(theta), out=self.work)
@@ -161,7 +162,9 @@ class _MLDeviance:
         Linv, info = lapack.dtrtri(np.tril(f.L[mr : mr + p, mr : mr + p]), lower=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
-        return Linv.T @ f.L[-1, mr : mr + p], Linv.T @ Linv
+        # the engine's blocks may hold y minus a least-squares fit (LmmModel.beta_shift)
+        beta = Linv.T @ f.L[-1, mr : mr + p] + self.shift
+        return beta, Linv.T @ Linv
 
     def at_sigma(self, theta: np.ndarray | None, sigma: float) -> float:
         """ML deviance at theta and a given sigma (beta profiled out)."""

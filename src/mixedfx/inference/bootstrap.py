@@ -1,0 +1,241 @@
+"""Parametric bootstrap of a fitted LMM (lme4's ``bootMer`` with the default statistics).
+
+Each replicate simulates a response from the fit (:mod:`mixedfx.inference.simulate`), refits
+the same model to it (same criterion, ``LmmModel.with_response``) and records the variance
+parameters on lme4's profile scale (sd, cor, sigma) and the fixed effects. Replicate j uses
+the j-th child of ``SeedSequence(seed)`` whichever process runs it, so ``n_jobs`` changes the
+wall time only, never the numbers.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..errors import MixedFXError
+from .parameters import SdCorScale
+from .simulate import Simulator, _plain_model, seeds
+
+CHUNKS_PER_JOB = 8  # tasks per worker process: enough for a smooth progress bar
+
+
+@dataclass(frozen=True, eq=False)
+class BootstrapResult:
+    """Replicates of a parametric bootstrap and their percentile intervals.
+
+    Attributes
+    ----------
+    replicates : pandas.DataFrame
+        One row per replicate, one column per parameter (``sd_...``, ``cor_...``, ``sigma``,
+        fixed effects); NaN rows for refits that failed.
+    estimates : pandas.Series
+        The original fit's parameters on the same scale.
+    converged : numpy.ndarray
+        Whether each replicate's optimizer reported convergence.
+    singular : numpy.ndarray
+        Whether each replicate's fit is singular.
+    seed : int or None
+        The root seed given.
+    reml : bool
+        Criterion of the refits (that of the original fit).
+    seconds : float
+        Wall time.
+    """
+
+    replicates: pd.DataFrame
+    estimates: pd.Series
+    converged: np.ndarray
+    singular: np.ndarray
+    seed: int | None
+    reml: bool
+    seconds: float
+
+    @property
+    def n(self) -> int:
+        """Number of replicates."""
+        return len(self.replicates)
+
+    def confint(self, level: float = 0.95) -> pd.DataFrame:
+        """Percentile intervals: the (1-level)/2 and (1+level)/2 quantiles of the replicates
+        (linear interpolation between order statistics; failed refits left out).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lower`` and ``upper`` indexed by parameter.
+        """
+        if not 0 < level < 1:
+            raise MixedFXError(f"level must be between 0 and 1, got {level}")
+        a = (1 - level) / 2
+        q = np.nanquantile(self.replicates.to_numpy(), [a, 1 - a], axis=0)
+        return pd.DataFrame({"lower": q[0], "upper": q[1]}, index=self.replicates.columns)
+
+    def summary(self) -> pd.DataFrame:
+        """Estimate, bootstrap mean, bias and standard error per parameter."""
+        mean = self.replicates.mean()
+        return pd.DataFrame({"estimate": self.estimates, "mean": mean,
+                             "bias": mean - self.estimates, "std_error": self.replicates.std()})
+
+    def __repr__(self) -> str:
+        return (f"<BootstrapResult n={self.n} converged={int(self.converged.sum())} "
+                f"singular={int(self.singular.sum())} seed={self.seed}>")
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form (NaN as None)."""
+        def clean(values):
+            return [None if not math.isfinite(v) else float(v) for v in values]
+
+        return {"parameters": list(self.replicates.columns),
+                "replicates": [clean(r) for r in self.replicates.to_numpy()],
+                "estimates": clean(self.estimates.to_numpy()),
+                "converged": self.converged.tolist(), "singular": self.singular.tolist(),
+                "seed": self.seed, "reml": self.reml, "seconds": self.seconds}
+
+
+class _Job:
+    """What a replicate needs: the model, the simulator and the parameter scale."""
+
+    def __init__(self, model, sim: Simulator, scale: SdCorScale) -> None:
+        self.model, self.sim, self.scale = model, sim, scale
+        self.size = scale.size + model.X.shape[1]
+
+    def run(self, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool, bool]:
+        y = self.sim.draw(np.random.default_rng(seed))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit = self.model.with_response(y).fit()
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            return np.full(self.size, np.nan), False, False
+        par = np.concatenate([self.scale.from_theta(np.asarray(fit.theta), fit.sigma),
+                              fit.fixef.to_numpy()])
+        return par, bool(fit.converged), bool(fit.singular)
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+    try:  # one thread per process: the processes are the parallelism
+        import numba
+
+        numba.set_num_threads(1)
+    except (ImportError, ValueError):
+        pass
+
+
+def _context():
+    """Worker start method: not fork (the engine's numba threads are not fork-safe); a fork
+    server that has imported mixedfx once when available, spawn otherwise."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["mixedfx"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+def _run_chunk(tasks: list[tuple[int, np.random.SeedSequence]]) -> list:
+    return [(i, *_WORKER_JOB.run(s)) for i, s in tasks]
+
+
+class _Progress:
+    """A one-line progress bar on stderr (no dependency)."""
+
+    def __init__(self, total: int, show: bool) -> None:
+        self.total, self.show, self.done = total, show, 0
+        self.start = time.perf_counter()
+
+    def update(self, k: int) -> None:
+        self.done += k
+        if not self.show:
+            return
+        width = 30
+        filled = int(width * self.done / self.total)
+        elapsed = time.perf_counter() - self.start
+        sys.stderr.write(f"\rbootstrap {self.done:>{len(str(self.total))}}/{self.total} "
+                         f"[{'=' * filled}{' ' * (width - filled)}] {elapsed:.1f} s")
+        if self.done >= self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
+              progress: bool | None = None) -> BootstrapResult:
+    """Parametric bootstrap: simulate from the fit, refit, collect the parameters.
+
+    Parameters
+    ----------
+    res : LmmResult
+        A fit without residual structure.
+    n : int, default 500
+        Number of replicates.
+    seed : int, optional
+        Root seed: the same seed gives the same replicates, whatever ``n_jobs``.
+    n_jobs : int, default 1
+        Worker processes (-1: one per core). Replicates are split into chunks that the
+        processes take in turn.
+    progress : bool, optional
+        Show a progress bar on stderr; by default when stderr is a terminal.
+
+    Returns
+    -------
+    BootstrapResult
+    """
+    if int(n) != n or n < 1:
+        raise MixedFXError(f"n must be a positive integer, got {n}")
+    n = int(n)
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    if int(n_jobs) != n_jobs or n_jobs < 1:
+        raise MixedFXError(f"n_jobs must be a positive integer or -1, got {n_jobs}")
+    model = _plain_model(res)
+    scale = SdCorScale(model.terms)
+    sim = Simulator(model, res.fixef.to_numpy(), np.asarray(res.theta, float), res.sigma)
+    job = _Job(model, sim, scale)
+    children = seeds(seed, n)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = _Progress(n, show)
+    table = np.full((n, job.size), np.nan)
+    converged = np.zeros(n, dtype=bool)
+    singular = np.zeros(n, dtype=bool)
+    start = time.perf_counter()
+
+    def store(rows) -> None:
+        for i, par, conv, sing in rows:
+            table[i], converged[i], singular[i] = par, conv, sing
+        bar.update(len(rows))
+
+    if n_jobs == 1:
+        for i, s in enumerate(children):
+            store([(i, *job.run(s))])
+    else:
+        size = max(1, math.ceil(n / (n_jobs * CHUNKS_PER_JOB)))
+        tasks = list(enumerate(children))
+        chunks = [tasks[k : k + size] for k in range(0, n, size)]
+        with ProcessPoolExecutor(max_workers=int(n_jobs), mp_context=_context(),
+                                 initializer=_init_worker, initargs=(job,)) as pool:
+            for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
+                store(fut.result())
+    names = scale.names + list(res.fixef.index)
+    index = pd.Index(names, dtype=object)
+    estimates = np.concatenate([scale.from_theta(np.asarray(res.theta, float), res.sigma),
+                                res.fixef.to_numpy()])
+    failed = int(np.isnan(table).any(axis=1).sum())
+    if failed:
+        warnings.warn(f"{failed} of {n} bootstrap refits failed; they are NaN in the "
+                      "replicates and left out of the intervals", RuntimeWarning, stacklevel=2)
+    return BootstrapResult(replicates=pd.DataFrame(table, columns=index),
+                           estimates=pd.Series(estimates, index=index, name="estimate"),
+                           converged=converged, singular=singular, seed=seed, reml=res.reml,
+                           seconds=time.perf_counter() - start)
