@@ -1,0 +1,219 @@
+"""Penalized quasi-likelihood (Breslow and Clayton 1993), as MASS::glmmPQL fits it.
+
+PQL replaces the GLMM by a sequence of weighted linear mixed models on the working response
+of the current linear predictor:
+
+    z_i = eta_i + (y_i - mu_i) / g'^-1(eta_i) - offset_i,
+    w_i = a_i * (d mu / d eta)_i^2 / V(mu_i)      (a_i: prior weights),
+
+and fits z ~ X beta + Z b with residual variance sigma^2 / w_i by maximum likelihood (nlme's
+``lme`` with ``varFixed(~ 1/w)``, here mixedfx's own LMM engine with weights w). The
+conditional linear predictor of that fit updates z and w, until it settles:
+sum (eta - eta_old)^2 < 1e-6 sum eta^2, at most 10 fits (glmmPQL's rule). The first working
+response comes from the GLM without random effects.
+
+As glmmPQL reports them: fixed effects and their covariance from the last LMM with nlme's
+small-sample factor N / (N - p) on the ML variance (``summary.lme``'s ``adjustSigma``),
+containment degrees of freedom (nlme's ``getFixDF``), random-effect covariances and the
+working residual sd sigma. PQL maximizes no likelihood: loglik, deviance, AIC and BIC are
+NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..design import ModelDesign, ReTerm
+from ..errors import ConvergenceWarning
+from ..lmm import LmmModel
+from ..results import LmmResult
+
+MAXITER = 10
+TOLERANCE = 1e-6
+GLM_MAXITER = 25
+GLM_TOLERANCE = 1e-8
+
+
+# ---------------------------------------------------------------------------------------
+# containment degrees of freedom (nlme)
+
+
+def _varies_within(x: np.ndarray, codes: np.ndarray, nlevels: int) -> bool:
+    """Whether column x takes different values inside at least one group."""
+    lo = np.full(nlevels, np.inf)
+    hi = np.full(nlevels, -np.inf)
+    np.minimum.at(lo, codes, x)
+    np.maximum.at(hi, codes, x)
+    scale = max(1.0, float(np.max(np.abs(x))))
+    return bool(np.any(hi - lo > 1e-10 * scale))
+
+
+def _is_constant(x: np.ndarray) -> bool:
+    """Whether x is (nearly) a multiple of a column of ones, as nlme tests it."""
+    tol = np.sqrt(np.finfo(float).eps)
+    if x[0] == 0:
+        return bool(np.all(np.abs(x) < tol))
+    return bool(np.all(np.abs(x / x[0] - 1) < tol))
+
+
+def grouping_levels(terms: tuple[ReTerm, ...] | list[ReTerm]) -> list[ReTerm] | None:
+    """Distinct grouping factors from outermost (fewest levels) to innermost, or None when
+    they are not nested (each level of an inner factor inside one level of the outer)."""
+    by_group: dict[str, ReTerm] = {}
+    for t in terms:
+        by_group.setdefault(t.group, t)
+    levels = sorted(by_group.values(), key=lambda t: t.nlevels)
+    for outer, inner in zip(levels, levels[1:], strict=False):
+        pairs = np.unique(inner.codes * outer.nlevels + outer.codes)
+        if len(pairs) != inner.nlevels:
+            return None
+    return levels
+
+
+def containment_df(X: np.ndarray, terms: tuple[ReTerm, ...] | list[ReTerm]) -> np.ndarray:
+    """Denominator degrees of freedom of each fixed effect as nlme's ``lme`` reports them.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        Fixed-effects model matrix (n, p).
+    terms : sequence of ReTerm
+        Random-effects terms; their grouping factors must be nested.
+
+    Returns
+    -------
+    numpy.ndarray
+        One df per column of X; NaN when the grouping factors are not nested (nlme's
+        strata are then undefined).
+
+    Notes
+    -----
+    With nested grouping factors of n_1 < ... < n_Q levels, stratum k (k = 1..Q) has
+    n_k - n_{k-1} df and the residual stratum N - n_Q. A column of X is estimated in the
+    innermost stratum within whose groups it varies (the outermost if it is constant within
+    all of them) and takes one df from it; an intercept takes one from the outermost stratum
+    and gets the largest remaining df (nlme's ``getFixDF``).
+    """
+    n, p = X.shape
+    levels = grouping_levels(terms)
+    if levels is None:
+        return np.full(p, np.nan)
+    sizes = [t.nlevels for t in levels] + [n]
+    df = np.diff([0] + sizes).astype(float)
+    constant = np.array([_is_constant(X[:, j]) for j in range(p)])
+    stratum = np.zeros(p, dtype=int)
+    for j in np.flatnonzero(~constant):
+        for k, t in enumerate(levels, start=1):
+            if _varies_within(X[:, j], t.codes, t.nlevels):
+                stratum[j] = k
+    np.subtract.at(df, stratum[~constant], 1.0)
+    if constant.any():
+        df[0] -= 1
+    else:
+        df[1:] += 1
+    out = df[stratum]
+    out[constant] = df.max()
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# the iterations
+
+
+@dataclass(frozen=True, eq=False)
+class PqlState:
+    """Where the PQL iterations stopped.
+
+    Attributes
+    ----------
+    lmm : LmmResult
+        The last weighted LMM on the working response.
+    eta : numpy.ndarray
+        Conditional linear predictor (with offset) of that fit.
+    iterations : int
+        Number of LMM fits.
+    converged : bool
+        Whether the linear predictor settled within the allowed fits.
+    change : float
+        Last relative change sum (eta - eta_old)^2 / sum eta^2.
+    """
+
+    lmm: LmmResult
+    eta: np.ndarray
+    iterations: int
+    converged: bool
+    change: float
+
+
+def working(family, y: np.ndarray, eta: np.ndarray, offset: np.ndarray,
+            prior: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Working response (without offset) and working weights at the linear predictor eta."""
+    mu = family.linkinv(eta)
+    d = family.mu_eta(eta)
+    return eta + (y - mu) / d - offset, prior * d**2 / family.variance(mu)
+
+
+def glm_start(family, y: np.ndarray, X: np.ndarray, offset: np.ndarray,
+              prior: np.ndarray) -> np.ndarray:
+    """Linear predictor of the GLM without random effects, by IRLS (as R's ``glm.fit``:
+    start from the family's mu, stop when the deviance changes by less than 1e-8
+    relative)."""
+    mu = np.asarray(family.mustart(y, prior), dtype=float)
+    eta = family.linkfun(mu)
+    dev_old = np.inf
+    for _ in range(GLM_MAXITER):
+        z, w = working(family, y, eta, offset, prior)
+        sw = np.sqrt(w)
+        beta = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)[0]
+        eta = X @ beta + offset
+        dev = float(np.sum(family.dev_resids(y, family.linkinv(eta), prior)))
+        if abs(dev - dev_old) / (abs(dev) + 0.1) < GLM_TOLERANCE:
+            break
+        dev_old = dev
+    return eta
+
+
+def iterate(formula: str, design: ModelDesign, family, *, maxiter: int = MAXITER,
+            tolerance: float = TOLERANCE, optimizer: str = "newuoa") -> PqlState:
+    """Alternate weighted ML fits of the working LMM with working-response updates.
+
+    Parameters
+    ----------
+    formula : str
+        The model formula (for the LMM results' records).
+    design : ModelDesign
+        The GLMM's design: response on the family's scale (proportions for a binomial with
+        trials as prior ``weights``), fixed and random terms, prior weights and offset.
+    family : family object
+        ``linkinv``, ``linkfun``, ``mu_eta``, ``variance``, ``dev_resids`` and ``mustart``.
+    maxiter, tolerance : int, float
+        At most ``maxiter`` LMM fits; stop when sum (eta - eta_old)^2 < tolerance sum eta^2.
+    """
+    y, offset, prior = design.y, design.offset, design.weights
+    eta = glm_start(family, y, design.X, offset, prior)
+    theta, change, iterations = None, np.inf, 0
+    for iterations in range(1, maxiter + 1):  # noqa: B007 (the count is reported)
+        z, w = working(family, y, eta, offset, prior)
+        model = LmmModel(formula, replace(design, y=z, weights=w, offset=np.zeros_like(z)),
+                         reml=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            lmm = model.fit(optimizer=optimizer, theta0=theta,
+                            control=None if theta is None else {"initial_step": 0.05})
+        theta = lmm.theta
+        eta_old, eta = eta, lmm.fitted + offset
+        change = float(np.sum((eta - eta_old) ** 2) / np.sum(eta**2))
+        if change < tolerance:
+            break
+    for w_ in caught:  # the last fit's warnings (singular fit, optimizer trouble)
+        warnings.warn(w_.message, w_.category, stacklevel=3)
+    converged = change < tolerance
+    if not converged:
+        warnings.warn(f"PQL did not settle in {maxiter} iterations: the linear predictor still "
+                      f"changed by {change:.2g} (relative, squared); glmmPQL stops there too. "
+                      "Raise control={'maxiter': ...} or use method='laplace'",
+                      ConvergenceWarning, stacklevel=3)
+    return PqlState(lmm=lmm, eta=eta, iterations=iterations, converged=converged, change=change)
