@@ -16,6 +16,7 @@ from .errors import (
     SingularFitWarning,
 )
 from .inference.compare import compare
+from .inference.decomposition import anova_table
 from .lmm import lmm
 from .residual import AR1, CAR1, CompSymm, VarIdent, VarPower
 from .results import LmmResult
@@ -26,5 +27,5 @@ __all__ = [
     "AR1", "CAR1", "CompSymm", "VarIdent", "VarPower",
     "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
     "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
-    "compare",
+    "anova_table", "compare",
 ]

@@ -167,7 +167,7 @@ class LmmResult:
         return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
                        offset=offset)
 
-    # --- inference-intervals: profile, confint, simulate, bootstrap (mixedfx.inference) ---
+    # --- inference-intervals: profile, confint, simulate, bootstrap, variance_decomposition ---
     def profile(self, which: list[str] | str | None = None):
         """Likelihood profiles (zeta traces) of the parameters, as lme4's ``profile``;
         see :func:`mixedfx.inference.profile.profile`."""
@@ -196,6 +196,13 @@ class LmmResult:
         from .inference.bootstrap import bootstrap
 
         return bootstrap(self, n, seed=seed, n_jobs=n_jobs, progress=progress)
+
+    def variance_decomposition(self):
+        """Each variance component, its share of the total and the ICC; see
+        :func:`mixedfx.inference.decomposition.variance_decomposition`."""
+        from .inference.decomposition import variance_decomposition
+
+        return variance_decomposition(self)
 
     def summary(self) -> str:
         """lme4-style summary text."""
