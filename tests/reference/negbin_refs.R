@@ -31,5 +31,8 @@ nb_ref <- function(name, formula) {
 out <- list(nb_ref("site", "y ~ x + trt + (1 | site)"),
             nb_ref("site_plot", "y ~ x + z + trt + (1 | site/plot)"))
 names(out) <- sapply(out, function(x) x$name)
+mu_glm <- fitted(glm(y ~ x + trt, family=poisson, data=d))
+out$theta_ml <- list(formula="y ~ x + trt", note="MASS::theta.ml at the Poisson GLM's means",
+                     mu=unname(mu_glm), theta=as.numeric(theta.ml(d$y, mu_glm, limit=50)))
 out$software <- paste("lme4", packageVersion("lme4"), "MASS", packageVersion("MASS"))
 write(toJSON(out, auto_unbox=TRUE, digits=NA, pretty=TRUE), "negbin_refs.json")
