@@ -39,7 +39,7 @@ class SdCorScale:
                     names.append(f"cor_{t.columns[r]}.{t.columns[c]}|{group}")
                     lower.append(-1.0)
                     upper.append(1.0)
-        self.names = names + ["sigma"]
+        self.names = _lme4_names(names, terms) + ["sigma"]
         self.lower = np.array(lower + [0.0])
         self.upper = np.array(upper + [np.inf])
         self._lower_idx = [lower_indices(d) for d in self.dims]
@@ -119,3 +119,16 @@ def psd_cholesky(C: np.ndarray, tol: float = 1e-12) -> np.ndarray | None:
         L[j, j] = np.sqrt(pivot)
         L[j + 1 :, j] = (C[j + 1 :, j] - L[j + 1 :, :j] @ L[j, :j]) / L[j, j]
     return L
+
+
+def _lme4_names(suffixed: list[str], terms) -> list[str]:
+    """lme4's names use the plain group (``sd_Days|Subject`` for ``(Days || Subject)``);
+    where that would repeat a name, keep the VarCorr group label (``Subject.1``)."""
+    plain, k = [], 0
+    for t in terms:
+        for _ in range(t.ntheta):
+            head = suffixed[k].rsplit("|", 1)[0]
+            plain.append(f"{head}|{t.group}")
+            k += 1
+    counts = {n: plain.count(n) for n in plain}
+    return [p if counts[p] == 1 else s for p, s in zip(plain, suffixed, strict=True)]

@@ -1,0 +1,95 @@
+"""Profile intervals and likelihood-ratio tables against lme4 beyond the shared references
+(tests/reference/intervals_refs.R), and the runnable examples of docs/intervals.md."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedfx
+from mixedfx import datasets
+from tests.conftest import load_reference
+
+DOCS = Path(__file__).parent.parent / "docs" / "intervals.md"
+DATA = {
+    "dyestuff2_singular": "Dyestuff2",
+    "sleepstudy_zerocorr": "sleepstudy",
+    "sleepstudy_ml": "sleepstudy",
+    "penicillin_crossed": "Penicillin",
+    "pastes_nested": "Pastes",
+}
+
+
+@pytest.fixture(scope="module")
+def refs() -> dict:
+    return load_reference("intervals_refs")
+
+
+@pytest.mark.parametrize("case", list(DATA))
+def test_profile_intervals_match_lme4(case, refs):
+    ref = refs["profile"][case]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mixedfx.lmm(ref["formula"], datasets.load(DATA[case]), reml=ref["reml"])
+    ci = res.confint()
+    assert list(ci.index) == ref["names"]
+    for row, lo, hi in zip(ref["names"], ref["lower"], ref["upper"], strict=True):
+        width = hi - lo
+        assert abs(ci.loc[row, "lower"] - lo) < 1e-3 * width, row
+        assert abs(ci.loc[row, "upper"] - hi) < 1e-3 * width, row
+
+
+def _check_table(cmp, ref):
+    t = cmp.table
+    np.testing.assert_array_equal(t.npar.to_numpy(), ref["npar"])
+    for col in ("aic", "bic", "loglik", "deviance"):
+        np.testing.assert_allclose(t[col].to_numpy(), ref[col], rtol=1e-7, err_msg=col)
+    for col in ("chisq", "df", "p_value"):
+        expected = np.array([np.nan if v is None else v for v in ref[col]], dtype=float)
+        np.testing.assert_allclose(t[col].to_numpy(), expected, rtol=1e-5, err_msg=col)
+
+
+def test_three_model_comparison_matches_lme4(refs):
+    ref = refs["compare"]["three"]
+    sleep = datasets.load("sleepstudy")
+    fits = [mixedfx.lmm(f, sleep) for f in reversed(ref["formulas"])]
+    cmp = mixedfx.compare(*fits)
+    assert [f.replace(" ", "") for f in cmp.formulas] == [f.replace(" ", "")
+                                                          for f in ref["formulas"]]
+    _check_table(cmp, ref)
+
+
+def test_reml_comparison_matches_lme4(refs):
+    ref = refs["compare"]["reml"]
+    sleep = datasets.load("sleepstudy")
+    fits = [mixedfx.lmm(f, sleep) for f in ref["formulas"]]
+    _check_table(mixedfx.compare(*fits, refit=False), ref)
+
+
+def test_level_widens_intervals():
+    res = mixedfx.lmm("Yield ~ 1 + (1 | Batch)", datasets.load("Dyestuff"))
+    prof = res.profile()
+    ci90, ci99 = prof.confint(0.90), prof.confint(0.99)
+    assert np.all(ci99.lower < ci90.lower) and np.all(ci99.upper > ci90.upper)
+    est = prof.estimates
+    assert np.all((ci90.lower < est) & (est < ci90.upper))
+
+
+def test_docs_examples_run(capsys):
+    """Every python block of docs/intervals.md, in order, with a small bootstrap."""
+    blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
+    assert len(blocks) >= 4
+    code = "\n".join(blocks).replace("fit.bootstrap(200,", "fit.bootstrap(20,")
+    namespace: dict = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        exec(compile(code, str(DOCS), "exec"), namespace)
+    out = capsys.readouterr().out
+    assert "sd_(Intercept)|Subject" in out and "42.1393" in out
+    assert isinstance(namespace["boot"].replicates, pd.DataFrame)
+    assert namespace["prof2"].confint().iloc[0, 0] == 0.0
