@@ -122,6 +122,7 @@ class _Job:
 
 
 _WORKER_JOB: _Job | None = None
+_WORKER_LIMITS: list = []
 
 
 def _init_worker(job: _Job) -> None:
@@ -132,6 +133,12 @@ def _init_worker(job: _Job) -> None:
 
         numba.set_num_threads(1)
     except (ImportError, ValueError):
+        pass
+    try:
+        from threadpoolctl import threadpool_limits
+
+        _WORKER_LIMITS.append(threadpool_limits(1))  # kept alive for the worker's life
+    except ImportError:
         pass
 
 
