@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from scipy import stats
@@ -69,6 +71,9 @@ def test_traces_are_signed_root_deviances(sleep_profile):
     assert tr["sigma"].min() < est["sigma"] < tr["sigma"].max()
     long = sleep_profile.to_frame()
     assert set(long.parameter) == set(sleep_profile.traces)
+    d = json.loads(json.dumps(sleep_profile.to_dict()))
+    assert d["traces"]["Days"]["zeta"] == pytest.approx(list(tr["zeta"]))
+    assert "ML refit of a REML fit" in repr(sleep_profile)
 
 
 def test_profile_zeta_is_the_likelihood_ratio(sleep_fit, sleep_profile):

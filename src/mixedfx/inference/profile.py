@@ -77,6 +77,25 @@ class Profile:
     refitted: bool
     notes: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        kind = "ML refit of a REML fit" if self.refitted else "ML fit"
+        lines = [f"<Profile of {len(self.traces)} parameters ({kind}), "
+                 f"base deviance {self.base_deviance:.4f}>"]
+        return "\n".join(lines + [f"  note: {n}" for n in self.notes])
+
+    def to_dict(self) -> dict:
+        """JSON-serializable form: traces as column lists, estimates, bounds, notes."""
+        def clean(values) -> list:
+            return [None if not np.isfinite(v) else float(v) for v in values]
+
+        return {"traces": {k: {c: clean(df[c].to_numpy()) for c in df.columns}
+                           for k, df in self.traces.items()},
+                "estimates": dict(zip(self.estimates.index, clean(self.estimates), strict=True)),
+                "lower": dict(zip(self.lower.index, clean(self.lower), strict=True)),
+                "upper": dict(zip(self.upper.index, clean(self.upper), strict=True)),
+                "base_deviance": self.base_deviance, "refitted": self.refitted,
+                "notes": list(self.notes)}
+
     def to_frame(self) -> pd.DataFrame:
         """All traces in one long frame with a ``parameter`` column (lme4's layout)."""
         frames = [df.assign(parameter=name) for name, df in self.traces.items()]
@@ -159,6 +178,8 @@ class _MLDeviance:
     def beta(self, f) -> tuple[np.ndarray, np.ndarray]:
         """beta_hat(theta) and V = (R_X'R_X)^-1 from a factor."""
         mr, p = self.mr, self.p
+        if p == 0:
+            return np.zeros(0), np.zeros((0, 0))
         Linv, info = lapack.dtrtri(np.tril(f.L[mr : mr + p, mr : mr + p]), lower=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"dtrtri failed (info={info})")
@@ -223,6 +244,8 @@ def _walk(evaluate, rows: list, lo: float, hi: float, delta: float, cutoff: floa
         if not (lo < pb < hi) or not np.isfinite(zb) or abs(zb) > cutoff:
             break
         num, denom = pb - pa, zb - za
+        if num == 0:  # no direction to extrapolate in
+            break
         if not np.isfinite(denom) or denom == 0:
             step = 1e-6
         else:
@@ -323,8 +346,11 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
             beta = dev.beta(parts[0])[0] if parts is not None else np.full(p, np.nan)
             return np.concatenate([[value, zeta_of(value, est, f)], par, beta])
 
+        shift = est * 1.01 if est != 0 else 1e-3
+        if shift >= scale.upper[w]:  # a correlation at (or next to) +1: step inwards
+            shift = est - 1e-3
         traces[names[w]] = _trace(evaluate, w, est, base_row, scale.lower[w], scale.upper[w],
-                                  est * 1.01 if est != 0 else 1e-3, delta, cutoff, names)
+                                  shift, delta, cutoff, names)
         if est <= scale.lower[w]:
             notes.append(f"{names[w]} is at its lower bound {scale.lower[w]:g}")
         elif est >= scale.upper[w]:
@@ -395,7 +421,7 @@ def _trace(evaluate, k: int, est: float, base_row: np.ndarray, lo: float, hi: fl
     row0 = np.concatenate([[est], base_row])
     row1 = evaluate(min(hi, max(lo, shift)), row0)
     up = _walk(evaluate, [row0, row1], lo, hi, delta, cutoff)
-    down = _walk(evaluate, [row1, row0], lo, hi, delta, cutoff) if est > lo else [row0]
+    down = _walk(evaluate, [row1, row0], lo, hi, delta, cutoff) if lo < est < hi else [row0]
     table = np.array(up + down)[:, 1:]
     frame = pd.DataFrame(table, columns=["zeta"] + names)
     frame = frame.drop_duplicates(subset=[names[k]]).sort_values(names[k])
