@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -145,3 +147,23 @@ def test_sdcor_scale_round_trip():
     L = psd_cholesky(np.ones((2, 2)))  # correlation 1: semi-definite
     np.testing.assert_allclose(L @ L.T, np.ones((2, 2)))
     assert psd_cholesky(np.array([[1.0, 2.0], [2.0, 1.0]])) is None
+
+
+def test_profile_of_a_boundary_correlation_and_without_fixed_effects():
+    rng = np.random.default_rng(3)
+    g = np.repeat(np.arange(12), 8)
+    x = np.tile(np.arange(8.0), 12)
+    y = 1 + 0.3 * x + rng.normal(0, 1, 12)[g] + rng.normal(0, 1, len(g))
+    data = pd.DataFrame({"y": y, "x": x, "g": g.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mixedfx.lmm("y ~ x + (x | g)", data)  # slope variance ~0, correlation -1
+        ci = res.profile().confint()
+    assert res.singular
+    assert np.all(np.isfinite(ci.to_numpy()))
+    assert ci.loc["sd_x|g", "lower"] == 0.0
+    assert -1.0 <= ci.loc["cor_x.(Intercept)|g", "lower"] < ci.loc["cor_x.(Intercept)|g",
+                                                                     "upper"] <= 1.0
+    no_beta = mixedfx.lmm("y ~ 0 + (1 | g)", data).profile()
+    assert list(no_beta.traces) == ["sd_(Intercept)|g", "sigma"]
+    assert np.all(np.isfinite(no_beta.confint().to_numpy()))

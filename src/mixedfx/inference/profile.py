@@ -46,6 +46,8 @@ MAX_POINTS = 100  # per side
 MAX_MULT = 10  # a step is at most 10 times the previous one (lme4's maxmult)
 DEV_TOL = 1e-9  # a deviance increase below this counts as zero
 LOWER_TOL = 1e-6  # a profile deviance this far below the optimum means the fit was not optimal
+FTOL_ABS = 1e-8  # stopping rule of each re-optimization (deviance units)
+XTOL_REL = 1e-7
 
 
 @dataclass(frozen=True, eq=False)
@@ -226,8 +228,8 @@ def _bobyqa(fun, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
     opt.set_lower_bounds(lower)
     opt.set_upper_bounds(upper)
     opt.set_initial_step(step)
-    opt.set_ftol_abs(1e-10)
-    opt.set_xtol_rel(1e-9)
+    opt.set_ftol_abs(FTOL_ABS)
+    opt.set_xtol_rel(XTOL_REL)
     opt.set_maxeval(5000)
     try:
         opt.optimize(x0)
@@ -255,7 +257,9 @@ def _walk(evaluate, rows: list, lo: float, hi: float, delta: float, cutoff: floa
             elif abs(step) > MAX_MULT * abs(num):
                 step = MAX_MULT * abs(num)
         nxt = min(hi, max(lo, pb + np.sign(num) * abs(step)))
-        rows.append(evaluate(nxt, rows[-1]))
+        # start the re-optimization from the line through the last two points
+        guess = rows[-1] + (rows[-1] - rows[-2]) * ((nxt - pb) / num)
+        rows.append(evaluate(nxt, guess))
     return rows
 
 
