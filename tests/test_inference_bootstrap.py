@@ -12,6 +12,8 @@ import mixedfx
 from mixedfx import datasets
 from mixedfx.design.reterm import theta_to_factor
 from mixedfx.errors import MixedFXError
+from mixedfx.inference.bootstrap import percentile_endpoints
+from tests.conftest import load_reference
 
 
 @pytest.fixture(scope="module")
@@ -105,3 +107,20 @@ def test_bad_input(fit):
                       correlation=mixedfx.AR1(group="Subject"))
     with pytest.raises(MixedFXError, match="residual correlation"):
         res.simulate(1)
+
+
+def test_percentile_endpoints_match_boot():
+    """boot's norm.inter (lme4's confint(method="boot") percentile endpoints)."""
+    for case in load_reference("bootstrap_refs")["cases"]:
+        a = (1 - case["level"]) / 2
+        got = percentile_endpoints(np.array(case["t"]), (a, 1 - a))
+        np.testing.assert_allclose(got, [case["lower"], case["upper"]], rtol=1e-12)
+
+
+def test_confint_kinds(boot):
+    perc = boot.confint()
+    quant = boot.confint(kind="quantile")
+    width = (perc.upper - perc.lower).to_numpy()
+    assert np.all(np.abs(perc.to_numpy() - quant.to_numpy()) < 0.1 * width[:, None])
+    with pytest.raises(MixedFXError, match="unknown kind"):
+        boot.confint(kind="bca")

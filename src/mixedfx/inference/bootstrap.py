@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from ..errors import MixedFXError
 from .parameters import SdCorScale
@@ -64,9 +65,17 @@ class BootstrapResult:
         """Number of replicates."""
         return len(self.replicates)
 
-    def confint(self, level: float = 0.95) -> pd.DataFrame:
-        """Percentile intervals: the (1-level)/2 and (1+level)/2 quantiles of the replicates
-        (linear interpolation between order statistics; failed refits left out).
+    def confint(self, level: float = 0.95, kind: str = "perc") -> pd.DataFrame:
+        """Percentile intervals of the replicates (failed refits left out).
+
+        Parameters
+        ----------
+        level : float, default 0.95
+        kind : {"perc", "quantile"}
+            ``"perc"`` (default): boot's percentile endpoints, as lme4's
+            ``confint(method="boot")``: order statistics (R+1) alpha, interpolated on the
+            normal quantile scale between neighbours. ``"quantile"``: numpy's linear
+            quantiles.
 
         Returns
         -------
@@ -76,7 +85,14 @@ class BootstrapResult:
         if not 0 < level < 1:
             raise MixedFXError(f"level must be between 0 and 1, got {level}")
         a = (1 - level) / 2
-        q = np.nanquantile(self.replicates.to_numpy(), [a, 1 - a], axis=0)
+        values = self.replicates.to_numpy()
+        if kind == "perc":
+            q = np.array([percentile_endpoints(values[:, k], (a, 1 - a))
+                          for k in range(values.shape[1])]).T
+        elif kind == "quantile":
+            q = np.nanquantile(values, [a, 1 - a], axis=0)
+        else:
+            raise MixedFXError(f"unknown kind '{kind}'; use 'perc' or 'quantile'")
         return pd.DataFrame({"lower": q[0], "upper": q[1]}, index=self.replicates.columns)
 
     def summary(self) -> pd.DataFrame:
@@ -99,6 +115,31 @@ class BootstrapResult:
                 "estimates": clean(self.estimates.to_numpy()),
                 "converged": self.converged.tolist(), "singular": self.singular.tolist(),
                 "seed": self.seed, "reml": self.reml, "seconds": self.seconds}
+
+
+def percentile_endpoints(t: np.ndarray, alphas) -> np.ndarray:
+    """boot's percentile endpoints (``norm.inter``): with R finite replicates, the
+    (R+1) alpha-th order statistic, interpolated on the normal quantile scale between the
+    neighbouring order statistics when (R+1) alpha is not an integer; the extreme order
+    statistic when it falls outside 1..R."""
+    t = np.sort(t[np.isfinite(t)])
+    R = len(t)
+    if R == 0:
+        return np.full(len(alphas), np.nan)
+    out = []
+    for alpha in alphas:
+        rk = (R + 1) * alpha
+        k = int(np.floor(rk))
+        if k <= 0:
+            out.append(t[0])
+        elif k >= R:
+            out.append(t[-1])
+        elif k == rk:
+            out.append(t[k - 1])
+        else:
+            z, zk, zk1 = stats.norm.ppf([alpha, k / (R + 1), (k + 1) / (R + 1)])
+            out.append(t[k - 1] + (z - zk) / (zk1 - zk) * (t[k] - t[k - 1]))
+    return np.array(out)
 
 
 class _Job:
