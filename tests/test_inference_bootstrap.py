@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mixedfx
@@ -103,10 +104,50 @@ def test_bad_input(fit):
         fit.bootstrap(2, n_jobs=0)
     with pytest.raises(MixedFXError, match="nsim"):
         fit.simulate(0)
-    res = mixedfx.lmm("distance ~ age + (1 | Subject)", datasets.load("Orthodont"),
-                      correlation=mixedfx.AR1(group="Subject"))
-    with pytest.raises(MixedFXError, match="residual correlation"):
-        res.simulate(1)
+
+
+def _ar1_panel(subjects: int = 40, times: int = 6, phi: float = 0.6) -> pd.DataFrame:
+    rng = np.random.default_rng(5)
+    e = np.empty((subjects, times))
+    e[:, 0] = rng.normal(size=subjects)
+    for t in range(1, times):
+        e[:, t] = phi * e[:, t - 1] + np.sqrt(1 - phi**2) * rng.normal(size=subjects)
+    y = 2.0 + 0.7 * rng.normal(size=(subjects, 1)) + e
+    return pd.DataFrame({"y": y.ravel(), "subj": np.repeat(np.arange(subjects), times),
+                         "t": np.tile(np.arange(times), subjects)})
+
+
+def test_simulate_with_residual_correlation():
+    res = mixedfx.lmm("y ~ 1 + (1 | subj)", _ar1_panel(), correlation=mixedfx.AR1(group="subj"))
+    phi = res.residual_params["Phi"]
+    assert 0.3 < phi < 0.9
+    dev = res.simulate(3000, seed=4).to_numpy() - res.fixef.iloc[0]
+    tau2, s2 = (res.sigma * res.theta[0]) ** 2, res.sigma**2
+    for lag in (1, 2):  # rows 0, 1, 2 are times 0, 1, 2 of subject 0
+        expected = tau2 + s2 * phi**lag
+        assert np.cov(dev[0], dev[lag])[0, 1] == pytest.approx(expected, rel=0.15)
+    assert dev[0].var() == pytest.approx(tau2 + s2, rel=0.1)
+    assert np.cov(dev[0], dev[6])[0, 1] == pytest.approx(0, abs=0.15 * (tau2 + s2))  # subject 1
+    boot = res.bootstrap(8, seed=1, progress=False)
+    assert list(boot.replicates.columns)[-1] == "Phi"
+    assert boot.replicates["Phi"].notna().all()
+
+
+def test_simulate_with_variance_function():
+    ortho = datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", ortho,
+                      variance=mixedfx.VarIdent("Sex"))
+    ratio = res.residual_params["Female"] / res.residual_params["Male"]
+    sims = res.simulate(2000, seed=2).to_numpy()
+    # within-subject differences remove the random intercept: their variance is 2 sigma_s^2
+    female = (ortho.Sex == "Female").to_numpy()
+    d = np.diff(sims, axis=0)[np.flatnonzero(female[:-1] & female[1:]
+                                             & (ortho.Subject.to_numpy()[:-1]
+                                                == ortho.Subject.to_numpy()[1:]))]
+    m = np.diff(sims, axis=0)[np.flatnonzero(~female[:-1] & ~female[1:]
+                                             & (ortho.Subject.to_numpy()[:-1]
+                                                == ortho.Subject.to_numpy()[1:]))]
+    assert np.sqrt(d.var() / m.var()) == pytest.approx(ratio, rel=0.05)
 
 
 def test_percentile_endpoints_match_boot():

@@ -24,7 +24,7 @@ from scipy import stats
 
 from ..errors import MixedFXError
 from .parameters import SdCorScale
-from .simulate import Simulator, _plain_model, seeds
+from .simulate import seeds, simulator
 
 CHUNKS_PER_JOB = 8  # tasks per worker process: enough for a smooth progress bar
 
@@ -37,7 +37,8 @@ class BootstrapResult:
     ----------
     replicates : pandas.DataFrame
         One row per replicate, one column per parameter (``sd_...``, ``cor_...``, ``sigma``,
-        fixed effects); NaN rows for refits that failed.
+        fixed effects, then any residual-structure parameters in nlme's scale, such as
+        ``Phi``); NaN rows for refits that failed.
     estimates : pandas.Series
         The original fit's parameters on the same scale.
     converged : numpy.ndarray
@@ -145,9 +146,9 @@ def percentile_endpoints(t: np.ndarray, alphas) -> np.ndarray:
 class _Job:
     """What a replicate needs: the model, the simulator and the parameter scale."""
 
-    def __init__(self, model, sim: Simulator, scale: SdCorScale) -> None:
-        self.model, self.sim, self.scale = model, sim, scale
-        self.size = scale.size + model.X.shape[1]
+    def __init__(self, model, sim, scale: SdCorScale, extra: tuple[str, ...]) -> None:
+        self.model, self.sim, self.scale, self.extra = model, sim, scale, extra
+        self.size = scale.size + model.X.shape[1] + len(extra)
 
     def run(self, seed: np.random.SeedSequence) -> tuple[np.ndarray, bool, bool]:
         y = self.sim.draw(np.random.default_rng(seed))
@@ -158,7 +159,8 @@ class _Job:
         except (np.linalg.LinAlgError, ValueError, FloatingPointError):
             return np.full(self.size, np.nan), False, False
         par = np.concatenate([self.scale.from_theta(np.asarray(fit.theta), fit.sigma),
-                              fit.fixef.to_numpy()])
+                              fit.fixef.to_numpy(),
+                              [fit.residual_params.get(k, np.nan) for k in self.extra]])
         return par, bool(fit.converged), bool(fit.singular)
 
 
@@ -225,7 +227,7 @@ def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
     Parameters
     ----------
     res : LmmResult
-        A fit without residual structure.
+        A fit, with or without a residual correlation or variance structure.
     n : int, default 500
         Number of replicates.
     seed : int, optional
@@ -247,10 +249,11 @@ def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
         n_jobs = os.cpu_count() or 1
     if int(n_jobs) != n_jobs or n_jobs < 1:
         raise MixedFXError(f"n_jobs must be a positive integer or -1, got {n_jobs}")
-    model = _plain_model(res)
+    sim = simulator(res)
+    model = res.model
     scale = SdCorScale(model.terms)
-    sim = Simulator(model, res.fixef.to_numpy(), np.asarray(res.theta, float), res.sigma)
-    job = _Job(model, sim, scale)
+    extra = tuple(res.residual_params)  # residual-structure parameters (nlme's scale)
+    job = _Job(model, sim, scale, extra)
     children = seeds(seed, n)
     show = sys.stderr.isatty() if progress is None else bool(progress)
     bar = _Progress(n, show)
@@ -275,10 +278,10 @@ def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
                                  initializer=_init_worker, initargs=(job,)) as pool:
             for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
                 store(fut.result())
-    names = scale.names + list(res.fixef.index)
+    names = scale.names + list(res.fixef.index) + list(extra)
     index = pd.Index(names, dtype=object)
     estimates = np.concatenate([scale.from_theta(np.asarray(res.theta, float), res.sigma),
-                                res.fixef.to_numpy()])
+                                res.fixef.to_numpy(), [res.residual_params[k] for k in extra]])
     failed = int(np.isnan(table).any(axis=1).sum())
     if failed:
         warnings.warn(f"{failed} of {n} bootstrap refits failed; they are NaN in the "

@@ -2,7 +2,9 @@
 
 Each simulated response is y* = X beta + offset + sum_k Z_k b*_k + e*, with new random
 effects b*_k = sigma T_k u (u standard normal, one vector per level) and residuals
-e* ~ N(0, sigma^2 / w), at the fitted beta, theta and sigma.
+e* ~ N(0, sigma^2 / w), at the fitted beta, theta and sigma. With a residual structure
+(``correlation=``, ``variance=``) the residuals are e* = sigma W^-1 z, where W whitens the
+structure at its estimates (W R W' = I).
 
 Reproducibility: simulation j draws from its own generator, seeded by the j-th child of
 ``numpy.random.SeedSequence(seed)``, so column j does not depend on ``nsim`` and the
@@ -18,17 +20,50 @@ from ..design.reterm import theta_to_factor
 from ..errors import MixedFXError
 
 
-def _plain_model(res):
-    from ..lmm import LmmModel
-
+def _model_of(res):
     model = getattr(res, "model", None)
     if model is None:
         raise MixedFXError("this result does not keep its model (deserialized?): fit it again "
                            "to simulate from it")
-    if not isinstance(model, LmmModel):
-        raise MixedFXError("simulation is available for models without a residual correlation "
-                           "or variance structure (sigma^2 I residuals)")
     return model
+
+
+def _residual_solver(res, model):
+    """For a residual structure: z -> e with e ~ N(0, R) when z ~ N(0, I), where R is the
+    residual correlation and variance structure at the estimates (W R W' = I, e = W^-1 z);
+    None for sigma^2 I residuals."""
+    from ..lmm import LmmModel
+
+    if isinstance(model, LmmModel):
+        return None
+    x = model.from_internal(np.asarray(res.optsum.final, float))
+    x[: model.ntheta] = np.asarray(res.theta, float)
+    W, _ = model.whitener(x)
+    if W is None:
+        raise MixedFXError("the residual structure is not valid at the estimates; cannot "
+                           "simulate from this fit")
+    return WhitenerInverse(W)
+
+
+class WhitenerInverse:
+    """z -> W^-1 z for a whitening matrix W (a vector when diagonal); picklable (the sparse
+    LU factor is rebuilt where it is first used)."""
+
+    def __init__(self, W) -> None:
+        self.W = W if isinstance(W, np.ndarray) else W.tocsc()
+        self._lu = None
+
+    def __getstate__(self) -> dict:
+        return {"W": self.W, "_lu": None}
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        if isinstance(self.W, np.ndarray):  # diagonal: variance functions and weights only
+            return z / self.W
+        if self._lu is None:
+            from scipy.sparse.linalg import splu
+
+            self._lu = splu(self.W)
+        return self._lu.solve(z)
 
 
 class Simulator:
@@ -42,12 +77,18 @@ class Simulator:
         Fixed effects (aligned with ``model.X``) and theta (display order).
     sigma : float
         Residual standard deviation.
+    residual : callable, optional
+        Maps standard normal z to residuals with the structure's correlation and variances
+        (unit sigma); None for independent residuals with variance sigma^2 / w.
     """
 
-    def __init__(self, model, beta: np.ndarray, theta: np.ndarray, sigma: float) -> None:
+    def __init__(self, model, beta: np.ndarray, theta: np.ndarray, sigma: float,
+                 residual=None) -> None:
         self.terms = model.terms
         self.mean = model.X @ np.asarray(beta, float) + model.design.offset
+        self.sigma = sigma
         self.sd = sigma / np.sqrt(model.design.weights)
+        self.residual = residual
         self.factors, start = [], 0
         for t in self.terms:
             self.factors.append(sigma * theta_to_factor(theta[start : start + t.ntheta], t.dim))
@@ -59,13 +100,17 @@ class Simulator:
         for t, F in zip(self.terms, self.factors, strict=True):
             b = rng.standard_normal((t.nlevels, t.dim)) @ F.T
             y += np.einsum("ij,ij->i", t.Z, b[t.codes])
-        return y + self.sd * rng.standard_normal(len(y))
+        z = rng.standard_normal(len(y))
+        if self.residual is None:
+            return y + self.sd * z
+        return y + self.sigma * self.residual(z)
 
 
 def simulator(res) -> Simulator:
     """The :class:`Simulator` at a result's estimates."""
-    model = _plain_model(res)
-    return Simulator(model, res.fixef.to_numpy(), np.asarray(res.theta, float), res.sigma)
+    model = _model_of(res)
+    return Simulator(model, res.fixef.to_numpy(), np.asarray(res.theta, float), res.sigma,
+                     _residual_solver(res, model))
 
 
 def seeds(seed: int | np.random.SeedSequence | None, n: int) -> list[np.random.SeedSequence]:
@@ -80,7 +125,7 @@ def simulate(res, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
     Parameters
     ----------
     res : LmmResult
-        A fit without residual structure.
+        A fit, with or without a residual correlation or variance structure.
     nsim : int, default 1
         Number of simulated responses.
     seed : int, optional
