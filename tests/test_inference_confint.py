@@ -93,3 +93,23 @@ def test_docs_examples_run(capsys):
     assert "sd_(Intercept)|Subject" in out and "42.1393" in out
     assert isinstance(namespace["boot"].replicates, pd.DataFrame)
     assert namespace["prof2"].confint().iloc[0, 0] == 0.0
+
+
+def test_weighted_profile(refs):
+    """Prior weights: variance rows as lme4; fixed-effect rows checked by the likelihood
+    ratio itself (lme4's fixed-effect profiles mishandle weights: limits far too narrow)."""
+    ref = refs["profile"]["sleepstudy_weighted"]
+    sleep = datasets.load("sleepstudy")
+    w = 1 + sleep.Days.to_numpy() / 9
+    res = mixedfx.lmm(ref["formula"], sleep, weights=w)
+    prof = res.profile()
+    ci = prof.confint()
+    for row, lo, hi in list(zip(ref["names"], ref["lower"], ref["upper"], strict=True))[:2]:
+        assert abs(ci.loc[row, "lower"] - lo) < 1e-3 * (hi - lo), row
+        assert abs(ci.loc[row, "upper"] - hi) < 1e-3 * (hi - lo), row
+    row = prof.traces["Days"].iloc[2]
+    fixed = mixedfx.lmm("Reaction ~ 1 + (1 | Subject)", sleep, reml=False, weights=w,
+                        offset=row["Days"] * sleep.Days.to_numpy())
+    assert row["zeta"] ** 2 == pytest.approx(fixed.objective - prof.base_deviance, rel=1e-6)
+    wald = res.confint(method="wald")
+    assert ci.loc["Days", "lower"] == pytest.approx(wald.loc["Days", "lower"], rel=0.02)
