@@ -17,6 +17,16 @@ lrt <- function(formulas, data, refit) {
        chisq = a$Chisq, df = a$Df, p_value = a[["Pr(>Chisq)"]])
 }
 pastes <- as.data.frame(Pastes)
+# a 3 x 3 random-effects term (three correlations), simulated and saved for the tests
+set.seed(8)
+v3 <- data.frame(g = sprintf("g%02d", rep(1:30, each = 10)), x = round(rnorm(300), 4),
+                 z = round(rnorm(300), 4))
+b3 <- matrix(rnorm(90), 30) %*% chol(matrix(c(1, .3, .2, .3, .5, .1, .2, .1, .4), 3))
+gi <- rep(1:30, each = 10)
+v3$y <- round(1 + 0.5 * v3$x - 0.3 * v3$z + b3[gi, 1] + b3[gi, 2] * v3$x + b3[gi, 3] * v3$z +
+              rnorm(300), 4)
+write.csv(v3, "profile_vector3.csv", row.names = FALSE)
+v3 <- read.csv("profile_vector3.csv")
 out <- list(
   profile = list(
     dyestuff2_singular = prof("Yield ~ 1 + (1 | Batch)", Dyestuff2),
@@ -26,6 +36,7 @@ out <- list(
     pastes_nested = prof("strength ~ 1 + (1 | batch/cask)", pastes),
     # prior weights 1 + Days/9; lme4's fixed-effect profiles ignore the weights' log-det
     # term (NA or shifted limits), so the tests use only the variance rows of this case
+    vector3 = prof("y ~ x + z + (x + z | g)", v3),
     sleepstudy_weighted = prof("Reaction ~ Days + (1 | Subject)", sleepstudy,
                                weights = 1 + sleepstudy$Days / 9)
   ),

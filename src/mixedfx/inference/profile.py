@@ -142,7 +142,7 @@ def _invert(x: np.ndarray, zeta: np.ndarray, name: str, targets) -> tuple[float,
         return np.nan, np.nan
     forward = CubicSpline(x, zeta, bc_type="natural") if len(x) > 2 else None
     slope = forward(x, 1) if forward is not None else np.full(2, np.diff(zeta)[0] / np.diff(x)[0])
-    monotone = np.all(np.diff(zeta) > 0) and np.all(slope > 0)
+    monotone = bool(np.all(np.diff(zeta) > 0) and np.all(slope != 0))  # as backSpline
     if not monotone:
         warnings.warn(f"the profile of {name} is not monotone: its interval uses linear "
                       "interpolation", ConvergenceWarning, stacklevel=3)
@@ -259,7 +259,7 @@ def _walk(evaluate, rows: list, lo: float, hi: float, delta: float, cutoff: floa
         nxt = min(hi, max(lo, pb + np.sign(num) * abs(step)))
         # start the re-optimization from the line through the last two points
         guess = rows[-1] + (rows[-1] - rows[-2]) * ((nxt - pb) / num)
-        rows.append(evaluate(nxt, guess))
+        rows.append(evaluate(nxt, [guess, rows[-1]]))
     return rows
 
 
@@ -333,10 +333,9 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
         free = np.array([k for k in range(nvar) if k != w])
         est = var_hat[w]
 
-        def evaluate(value, prev, w=w, free=free, est=est):
-            par = np.empty(nvar)
-            par[w] = value
-            start = prev[2:][free]
+        def evaluate(value, starts, w=w, free=free, est=est):
+            par = _feasible(scale, w, value, [r[2 : 2 + nvar] for r in starts])
+            start = par[free].copy()
 
             def fun(x):
                 par[free] = x
@@ -345,6 +344,8 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
             step = np.where(np.isfinite(scale.upper[free]), 0.05,
                             np.maximum(0.1 * np.abs(start), 1e-3 * max(ml.sigma, 1e-8)))
             x, f = _bobyqa(fun, start, scale.lower[free], scale.upper[free], step)
+            if not np.isfinite(f):  # no valid point: the trace stops here
+                return np.concatenate([[value, np.nan], np.full(nvar + p, np.nan)])
             par[free] = x
             parts = dev.factor(scale.to_theta(par))
             beta = dev.beta(parts[0])[0] if parts is not None else np.full(p, np.nan)
@@ -365,14 +366,16 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
     for j in [k for k in range(p) if beta_names[k] in selected]:
         est = beta_hat[j]
 
-        def evaluate_fixed(value, prev, j=j, est=est):
-            start = scale.to_theta(prev[2 : 2 + nvar])
-            start = theta_hat if start is None else start
+        def evaluate_fixed(value, starts, j=j, est=est):
+            thetas = [scale.to_theta(r[2 : 2 + nvar]) for r in starts]
+            start = next((t for t in thetas if t is not None), theta_hat)
             step = np.maximum(0.1 * np.abs(start), 0.01)
             lower = np.where(np.isfinite(theta_lower), theta_lower, -np.inf)
             x, f = _bobyqa(lambda t: dev.at_beta(t, j, value), np.maximum(start, lower),
                            lower, np.full(len(start), np.inf), step)
             parts = dev.factor(x)
+            if parts is None or not np.isfinite(f):
+                return np.concatenate([[value, np.nan], np.full(nvar + p, np.nan)])
             beta, V = dev.beta(parts[0])
             r = parts[2] + (value - beta[j]) ** 2 / V[j, j]
             beta = beta + V[:, j] / V[j, j] * (value - beta[j])
@@ -393,6 +396,26 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
                                                       index=index, name="estimate"),
                    lower=pd.Series(lower, index=index), upper=pd.Series(upper, index=index),
                    base_deviance=float(base), refitted=refitted, notes=tuple(notes))
+
+
+def _feasible(scale: SdCorScale, w: int, value: float, candidates: list) -> np.ndarray:
+    """A valid starting point (sd, cor, ..., sigma) with parameter w at ``value``: the first
+    candidate whose correlation matrices stay valid, else the last one with its other
+    correlations shrunk towards 0 until they are (always possible: all zero is valid)."""
+    par = np.empty(scale.size)
+    for cand in candidates:
+        par[:] = np.clip(cand, scale.lower, scale.upper)
+        par[w] = value
+        if np.all(np.isfinite(par)) and scale.to_theta(par) is not None:
+            return par
+    cors = np.isfinite(scale.upper)
+    cors[w] = False
+    for _ in range(200):
+        par[cors] *= 0.8
+        if scale.to_theta(par) is not None:
+            return par
+    par[cors] = 0.0
+    return par
 
 
 def _select(which, names, var_names, beta_names) -> set[str]:
@@ -423,7 +446,7 @@ def _trace(evaluate, k: int, est: float, base_row: np.ndarray, lo: float, hi: fl
     estimate); nothing below the estimate when it is at its lower bound.
     """
     row0 = np.concatenate([[est], base_row])
-    row1 = evaluate(min(hi, max(lo, shift)), row0)
+    row1 = evaluate(min(hi, max(lo, shift)), [row0])
     up = _walk(evaluate, [row0, row1], lo, hi, delta, cutoff)
     down = _walk(evaluate, [row1, row0], lo, hi, delta, cutoff) if lo < est < hi else [row0]
     table = np.array(up + down)[:, 1:]
