@@ -167,3 +167,12 @@ def test_profile_of_a_boundary_correlation_and_without_fixed_effects():
     no_beta = mixedfx.lmm("y ~ 0 + (1 | g)", data).profile()
     assert list(no_beta.traces) == ["sd_(Intercept)|g", "sigma"]
     assert np.all(np.isfinite(no_beta.confint().to_numpy()))
+
+
+def test_confint_which(sleep_fit):
+    ci = sleep_fit.confint(method="wald", which="beta_")
+    assert list(ci.index) == ["(Intercept)", "Days"]
+    ci = sleep_fit.confint(method="profile", which=["sigma", "Days"])
+    assert list(ci.index) == ["sigma", "Days"]
+    ref = load_reference("sleepstudy_reml")["profile_ci"]
+    assert ci.loc["sigma", "lower"] == pytest.approx(ref["lower"][3], rel=1e-5)

@@ -37,9 +37,9 @@ def wald(res, level: float) -> pd.DataFrame:
     return pd.DataFrame({"lower": lower, "upper": upper}, index=index)
 
 
-def confint(res, method: str = "profile", level: float = 0.95, *, nsim: int = 500,
-            seed: int | None = None, n_jobs: int = 1, progress: bool = False
-            ) -> pd.DataFrame:
+def confint(res, method: str = "profile", level: float = 0.95, *, which=None,
+            nsim: int = 500, seed: int | None = None, n_jobs: int = 1,
+            progress: bool = False) -> pd.DataFrame:
     """Confidence intervals of the parameters of a fitted LMM.
 
     Parameters
@@ -52,6 +52,8 @@ def confint(res, method: str = "profile", level: float = 0.95, *, nsim: int = 50
         parametric bootstrap (:func:`mixedfx.inference.bootstrap.bootstrap`).
     level : float, default 0.95
         Confidence level.
+    which : list of str or {"theta_", "beta_"}, optional
+        Parameters to report (all by default); with ``"profile"`` only these are profiled.
     nsim, seed, n_jobs, progress
         Bootstrap settings (``method="bootstrap"`` only).
 
@@ -65,13 +67,21 @@ def confint(res, method: str = "profile", level: float = 0.95, *, nsim: int = 50
         raise MixedFXError(f"level must be between 0 and 1, got {level}")
     method = method.lower()
     if method == "wald":
-        return wald(res, level)
-    if method == "profile":
+        out = wald(res, level)
+    elif method == "profile":
         from .profile import profile
 
-        return profile(res).confint(level)
-    if method in ("bootstrap", "boot"):
+        return profile(res, which).confint(level)
+    elif method in ("bootstrap", "boot"):
         from .bootstrap import bootstrap
 
-        return bootstrap(res, nsim, seed=seed, n_jobs=n_jobs, progress=progress).confint(level)
-    raise MixedFXError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")
+        out = bootstrap(res, nsim, seed=seed, n_jobs=n_jobs, progress=progress).confint(level)
+    else:
+        raise MixedFXError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")
+    if which is None:
+        return out
+    from .profile import _select
+
+    var_names = parameter_names(res)
+    keep = _select(which, list(out.index), var_names, list(res.fixef.index))
+    return out.loc[[n for n in out.index if n in keep]]
