@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from pathlib import Path
@@ -123,3 +124,17 @@ def test_weighted_profile(refs):
     assert row["zeta"] ** 2 == pytest.approx(fixed.objective - prof.base_deviance, rel=1e-6)
     wald = res.confint(method="wald")
     assert ci.loc["Days", "lower"] == pytest.approx(wald.loc["Days", "lower"], rel=0.02)
+
+
+def test_cli_confint(capsys):
+    from mixedfx.cli import main
+
+    assert main(["fit", "Yield ~ 1 + (1 | Batch)", "--data", "Dyestuff", "--confint",
+                 "profile"]) == 0
+    out = capsys.readouterr().out
+    assert "Confidence intervals (95%, profile)" in out and "sd_(Intercept)|Batch" in out
+    assert main(["fit", "Yield ~ 1 + (1 | Batch)", "--data", "Dyestuff", "--confint", "wald",
+                 "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["confint"]["names"][0] == "sd_(Intercept)|Batch"
+    assert d["confint"]["lower"][0] is None and d["confint"]["lower"][2] is not None

@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--weights", help="column of prior weights")
     fit.add_argument("--offset", help="column of offsets")
     fit.add_argument("--json", action="store_true", help="print the result as JSON")
+    fit.add_argument("--confint", choices=["profile", "wald", "bootstrap"],
+                     help="also print 95%% confidence intervals (lme4's confint)")
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
 
@@ -55,10 +57,20 @@ def _fit(args: argparse.Namespace) -> int:
                   offset=args.offset, data_name=name)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
+    ci = res.confint(method=args.confint, seed=1) if args.confint == "bootstrap" else \
+        res.confint(method=args.confint) if args.confint else None
     if args.json:
-        print(json.dumps(res.to_dict(), indent=1))
+        out = res.to_dict()
+        if ci is not None:
+            out["confint"] = {"method": args.confint, "names": [str(i) for i in ci.index],
+                              "lower": [None if pd.isna(v) else float(v) for v in ci.lower],
+                              "upper": [None if pd.isna(v) else float(v) for v in ci.upper]}
+        print(json.dumps(out, indent=1))
     else:
         print(res.summary())
+        if ci is not None:
+            print(f"\nConfidence intervals (95%, {args.confint}):")
+            print(ci.to_string(float_format=lambda v: f"{v:.5g}", na_rep=""))
     return 0
 
 
