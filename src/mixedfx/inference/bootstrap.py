@@ -202,8 +202,8 @@ def _run_chunk(tasks: list[tuple[int, np.random.SeedSequence]]) -> list:
 class _Progress:
     """A one-line progress bar on stderr (no dependency)."""
 
-    def __init__(self, total: int, show: bool) -> None:
-        self.total, self.show, self.done = total, show, 0
+    def __init__(self, total: int, show: bool, label: str = "bootstrap") -> None:
+        self.total, self.show, self.done, self.label = total, show, 0, label
         self.start = time.perf_counter()
 
     def update(self, k: int) -> None:
@@ -213,11 +213,66 @@ class _Progress:
         width = 30
         filled = int(width * self.done / self.total)
         elapsed = time.perf_counter() - self.start
-        sys.stderr.write(f"\rbootstrap {self.done:>{len(str(self.total))}}/{self.total} "
+        sys.stderr.write(f"\r{self.label} {self.done:>{len(str(self.total))}}/{self.total} "
                          f"[{'=' * filled}{' ' * (width - filled)}] {elapsed:.1f} s")
         if self.done >= self.total:
             sys.stderr.write("\n")
         sys.stderr.flush()
+
+
+def run_replicates(job, n: int, *, seed: int | None, n_jobs: int = 1,
+                   progress: bool | None = None, label: str = "bootstrap") -> list[tuple]:
+    """``job.run(seed_j)`` for the n child seeds of ``SeedSequence(seed)``, in order.
+
+    Parameters
+    ----------
+    job : object
+        Picklable, with ``run(seed) -> tuple`` (one replicate).
+    n : int
+        Number of replicates.
+    seed : int, optional
+        Root seed.
+    n_jobs : int
+        Worker processes (-1: one per core); the results do not depend on it.
+    progress : bool, optional
+        Progress bar on stderr (default: when stderr is a terminal).
+    label : str
+        Text in front of the progress bar.
+
+    Returns
+    -------
+    list of tuple
+        ``job.run`` of replicate j at position j.
+    """
+    if int(n) != n or n < 1:
+        raise MixedFXError(f"n must be a positive integer, got {n}")
+    n = int(n)
+    if n_jobs == -1:
+        n_jobs = os.cpu_count() or 1
+    if int(n_jobs) != n_jobs or n_jobs < 1:
+        raise MixedFXError(f"n_jobs must be a positive integer or -1, got {n_jobs}")
+    children = seeds(seed, n)
+    show = sys.stderr.isatty() if progress is None else bool(progress)
+    bar = _Progress(n, show, label)
+    out: list = [None] * n
+
+    def store(rows) -> None:
+        for i, *result in rows:
+            out[i] = tuple(result)
+        bar.update(len(rows))
+
+    if n_jobs == 1:
+        for i, s in enumerate(children):
+            store([(i, *job.run(s))])
+    else:
+        size = max(1, math.ceil(n / (n_jobs * CHUNKS_PER_JOB)))
+        tasks = list(enumerate(children))
+        chunks = [tasks[k : k + size] for k in range(0, n, size)]
+        with ProcessPoolExecutor(max_workers=int(n_jobs), mp_context=_context(),
+                                 initializer=_init_worker, initargs=(job,)) as pool:
+            for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
+                store(fut.result())
+    return out
 
 
 def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
@@ -242,42 +297,17 @@ def bootstrap(res, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
     -------
     BootstrapResult
     """
-    if int(n) != n or n < 1:
-        raise MixedFXError(f"n must be a positive integer, got {n}")
-    n = int(n)
-    if n_jobs == -1:
-        n_jobs = os.cpu_count() or 1
-    if int(n_jobs) != n_jobs or n_jobs < 1:
-        raise MixedFXError(f"n_jobs must be a positive integer or -1, got {n_jobs}")
     sim = simulator(res)
     model = res.model
     scale = SdCorScale(model.terms)
     extra = tuple(res.residual_params)  # residual-structure parameters (nlme's scale)
     job = _Job(model, sim, scale, extra)
-    children = seeds(seed, n)
-    show = sys.stderr.isatty() if progress is None else bool(progress)
-    bar = _Progress(n, show)
-    table = np.full((n, job.size), np.nan)
-    converged = np.zeros(n, dtype=bool)
-    singular = np.zeros(n, dtype=bool)
     start = time.perf_counter()
-
-    def store(rows) -> None:
-        for i, par, conv, sing in rows:
-            table[i], converged[i], singular[i] = par, conv, sing
-        bar.update(len(rows))
-
-    if n_jobs == 1:
-        for i, s in enumerate(children):
-            store([(i, *job.run(s))])
-    else:
-        size = max(1, math.ceil(n / (n_jobs * CHUNKS_PER_JOB)))
-        tasks = list(enumerate(children))
-        chunks = [tasks[k : k + size] for k in range(0, n, size)]
-        with ProcessPoolExecutor(max_workers=int(n_jobs), mp_context=_context(),
-                                 initializer=_init_worker, initargs=(job,)) as pool:
-            for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
-                store(fut.result())
+    rows = run_replicates(job, n, seed=seed, n_jobs=n_jobs, progress=progress)
+    table = np.array([r[0] for r in rows]).reshape(len(rows), job.size)
+    converged = np.array([r[1] for r in rows], dtype=bool)
+    singular = np.array([r[2] for r in rows], dtype=bool)
+    n = len(rows)
     names = scale.names + list(res.fixef.index) + list(extra)
     index = pd.Index(names, dtype=object)
     estimates = np.concatenate([scale.from_theta(np.asarray(res.theta, float), res.sigma),
