@@ -100,3 +100,18 @@ def test_residual_structure_results():
     refit = mixedfx.compare(base, hetero)
     assert refit.criterion == "ML"
     assert refit.table.df.iloc[1] == 1
+
+
+def test_parametric_bootstrap_p_values(sleep, fits):
+    cmp = mixedfx.compare(*fits, nsim=19, seed=1, progress=False)
+    assert cmp.nsim == 19 and np.isnan(cmp.table.p_boot.iloc[0])
+    assert cmp.table.p_boot.iloc[1] == pytest.approx(1 / 20)  # chisq 42 is never reached
+    again = mixedfx.compare(*fits, nsim=19, seed=1, progress=False)
+    assert again.table.p_boot.iloc[1] == cmp.table.p_boot.iloc[1]
+    assert "parametric bootstrap" in str(cmp)
+    # a useless covariate: the bootstrap p-value is near the chi-square one
+    noise = sleep.assign(x=np.random.default_rng(0).normal(size=len(sleep)))
+    a = mixedfx.lmm("Reaction ~ Days + (1 | Subject)", noise)
+    b = mixedfx.lmm("Reaction ~ Days + x + (1 | Subject)", noise)
+    t = mixedfx.compare(a, b, nsim=99, seed=2, progress=False).table
+    assert 0.1 < t.p_boot.iloc[1] < 0.6 and abs(t.p_boot.iloc[1] - t.p_value.iloc[1]) < 0.2

@@ -37,12 +37,15 @@ class Comparison:
         ``"ML"`` or ``"REML"``: the likelihood the table is built from.
     refitted : tuple of str
         Names of the rows that were REML fits refitted by maximum likelihood.
+    nsim : int
+        Parametric bootstrap replicates behind the ``p_boot`` column (0: no column).
     """
 
     table: pd.DataFrame
     formulas: tuple[str, ...]
     criterion: str
     refitted: tuple[str, ...]
+    nsim: int = 0
 
     def __str__(self) -> str:
         lines = []
@@ -55,7 +58,9 @@ class Comparison:
         shown["npar"] = shown["npar"].astype(int)
         with pd.option_context("display.width", 120):
             lines.append(shown.to_string(float_format=lambda v: f"{v:.6g}", na_rep=""))
-        lines.append(f"(likelihood: {self.criterion})")
+        lines.append(f"(likelihood: {self.criterion}"
+                     + (f"; p_boot from {self.nsim} parametric bootstrap replicates)"
+                        if self.nsim else ")"))
         return "\n".join(lines)
 
     def to_dict(self) -> dict:
@@ -63,7 +68,7 @@ class Comparison:
         rows = {name: {c: (None if pd.isna(v) else float(v)) for c, v in row.items()}
                 for name, row in self.table.iterrows()}
         return {"table": rows, "formulas": list(self.formulas), "criterion": self.criterion,
-                "refitted": list(self.refitted)}
+                "refitted": list(self.refitted), "nsim": self.nsim}
 
 
 def _response(res) -> np.ndarray | None:
@@ -108,7 +113,48 @@ def _ml_refit(res):
         return model.with_reml(False).fit(data_name=getattr(res, "data_name", None))
 
 
-def compare(*results, refit: bool = True, names: list[str] | None = None) -> Comparison:
+class _LrtJob:
+    """One replicate of a parametric bootstrap LRT: simulate from the smaller model, refit
+    both models, return the likelihood-ratio statistic."""
+
+    def __init__(self, null_model, alt_model, sim) -> None:
+        self.null_model, self.alt_model, self.sim = null_model, alt_model, sim
+
+    def run(self, seed) -> tuple[float]:
+        y = self.sim.draw(np.random.default_rng(seed))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                null = self.null_model.with_response(y).fit()
+                alt = self.alt_model.with_response(y).fit()
+        except (np.linalg.LinAlgError, ValueError, FloatingPointError):
+            return (np.nan,)
+        return (2 * max(0.0, alt.loglik - null.loglik),)
+
+
+def _bootstrap_p(fits: list, chisq: np.ndarray, df: np.ndarray, nsim: int, seed,
+                 n_jobs: int, progress: bool | None) -> np.ndarray:
+    from .bootstrap import run_replicates
+    from .simulate import simulator
+
+    p = np.full(len(fits), np.nan)
+    children = np.random.SeedSequence(seed).spawn(len(fits))
+    for i in range(1, len(fits)):
+        if not df[i] > 0:
+            continue
+        job = _LrtJob(fits[i - 1].model, fits[i].model, simulator(fits[i - 1]))
+        stats_ = np.array([r[0] for r in run_replicates(job, nsim, seed=children[i],
+                                                          n_jobs=n_jobs, progress=progress,
+                                                          label="bootstrap LRT")])
+        ok = stats_[np.isfinite(stats_)]
+        # (1 + #{T* >= T}) / (1 + R); a tolerance keeps ties from rounding noise in
+        p[i] = (1 + np.sum(ok >= chisq[i] - 1e-8 * max(1.0, chisq[i]))) / (1 + len(ok))
+    return p
+
+
+def compare(*results, refit: bool = True, names: list[str] | None = None, nsim: int = 0,
+            seed: int | None = None, n_jobs: int = 1,
+            progress: bool | None = None) -> Comparison:
     """Likelihood-ratio tests of nested mixed models (lme4's ``anova(m1, m2, ...)``).
 
     Parameters
@@ -123,6 +169,14 @@ def compare(*results, refit: bool = True, names: list[str] | None = None) -> Com
         refused.
     names : list of str, optional
         Row labels; ``model1``, ``model2``, ... in the order given by default.
+    nsim : int, default 0
+        With ``nsim > 0``, add a ``p_boot`` column: the parametric bootstrap p-value of each
+        test (as pbkrtest's ``PBmodcomp``): simulate ``nsim`` responses from the smaller
+        model's fit, refit both models to each, and count the statistics at least as large
+        as the observed one, ``(1 + count) / (1 + nsim)``. Honest where the chi-square
+        reference is not, e.g. for a variance tested at zero.
+    seed, n_jobs, progress
+        Bootstrap settings (see :func:`mixedfx.inference.bootstrap.bootstrap`).
 
     Returns
     -------
@@ -181,5 +235,8 @@ def compare(*results, refit: bool = True, names: list[str] | None = None) -> Com
         "npar": npar, "aic": -2 * loglik + 2 * npar, "bic": -2 * loglik + np.log(nobs) * npar,
         "loglik": loglik, "deviance": -2 * loglik, "chisq": chisq, "df": df, "p_value": p,
     }, index=pd.Index([names[i] for i in order], dtype=object))
+    if nsim:
+        table["p_boot"] = _bootstrap_p([fits[i] for i in order], chisq, df, nsim, seed, n_jobs,
+                                       progress)
     return Comparison(table=table, formulas=tuple(results[i].formula for i in order),
-                      criterion=criterion, refitted=tuple(refitted))
+                      criterion=criterion, refitted=tuple(refitted), nsim=int(nsim))
