@@ -95,7 +95,8 @@ def test_docs_examples_run(capsys):
     """Every python block of docs/intervals.md, in order, with a small bootstrap."""
     blocks = re.findall(r"```python\n(.*?)```", DOCS.read_text(), flags=re.S)
     assert len(blocks) >= 4
-    code = "\n".join(blocks).replace("fit.bootstrap(200,", "fit.bootstrap(20,")
+    code = "\n".join(blocks).replace("fit.bootstrap(200,", "fit.bootstrap(20,").replace(
+        "nsim=99,", "nsim=19,")
     namespace: dict = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
