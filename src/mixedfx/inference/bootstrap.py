@@ -16,6 +16,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import numpy as np
@@ -268,10 +269,21 @@ def run_replicates(job, n: int, *, seed: int | None, n_jobs: int = 1,
         size = max(1, math.ceil(n / (n_jobs * CHUNKS_PER_JOB)))
         tasks = list(enumerate(children))
         chunks = [tasks[k : k + size] for k in range(0, n, size)]
-        with ProcessPoolExecutor(max_workers=int(n_jobs), mp_context=_context(),
-                                 initializer=_init_worker, initargs=(job,)) as pool:
-            for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
-                store(fut.result())
+        try:
+            with ProcessPoolExecutor(max_workers=int(n_jobs), mp_context=_context(),
+                                     initializer=_init_worker, initargs=(job,)) as pool:
+                for fut in as_completed([pool.submit(_run_chunk, c) for c in chunks]):
+                    store(fut.result())
+        except BrokenProcessPool:
+            # Workers re-import the main script: without an ``if __name__ == "__main__":``
+            # guard (or from stdin) they cannot start. The numbers do not depend on the
+            # processes, so finish here.
+            warnings.warn("worker processes could not start (in a script, call this under "
+                          "'if __name__ == \"__main__\":'); running the remaining replicates "
+                          "in this process", RuntimeWarning, stacklevel=3)
+            for i, s in enumerate(children):
+                if out[i] is None:
+                    store([(i, *job.run(s))])
     return out
 
 
