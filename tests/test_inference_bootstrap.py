@@ -165,3 +165,25 @@ def test_confint_kinds(boot):
     assert np.all(np.abs(perc.to_numpy() - quant.to_numpy()) < 0.1 * width[:, None])
     with pytest.raises(MixedFXError, match="unknown kind"):
         boot.confint(kind="bca")
+
+
+def test_falls_back_to_one_process_when_workers_cannot_start(fit, monkeypatch):
+    from concurrent.futures.process import BrokenProcessPool
+
+    import mixedfx.inference.bootstrap as bs
+
+    class Broken:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            raise BrokenProcessPool("workers died")
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(bs, "ProcessPoolExecutor", Broken)
+    with pytest.warns(RuntimeWarning, match="could not start"):
+        got = fit.bootstrap(4, seed=9, n_jobs=2, progress=False)
+    serial = fit.bootstrap(4, seed=9, progress=False)
+    np.testing.assert_array_equal(got.replicates.to_numpy(), serial.replicates.to_numpy())
