@@ -283,6 +283,97 @@ def _ml_fit(res):
     return ml, True
 
 
+class _Profiler:
+    """The traces of one ML fit: the deviance evaluator, the parameter scale, the estimates
+    and lme4's stepping constants, with one method per kind of parameter."""
+
+    def __init__(self, ml) -> None:
+        self.ml = ml
+        self.dev = _MLDeviance(ml.model)
+        self.scale = SdCorScale(ml.model.terms)
+        self.theta_hat = np.asarray(ml.theta, float)
+        self.var_hat = self.scale.from_theta(self.theta_hat, ml.sigma)
+        self.beta_names = list(ml.model.fixed_names)
+        self.beta_hat = ml.fixef.to_numpy()
+        self.names = self.scale.names + self.beta_names
+        self.nvar, self.p = self.scale.size, len(self.beta_names)
+        self.base = self.dev.at_sigma(self.theta_hat, ml.sigma)
+        if not np.isclose(self.base, ml.objective, rtol=1e-8, atol=1e-8):
+            raise MixedFXError(f"internal check failed: ML deviance {self.base} at the "
+                               f"estimates differs from the fit's {ml.objective}")
+        self.cutoff = np.sqrt(stats.chi2.ppf(1 - ALPHA_MAX, self.nvar + self.p))
+        self.delta = self.cutoff * DELTA_CUTOFF
+        self.base_row = np.concatenate([[0.0], self.var_hat, self.beta_hat])
+        self.lowered: list[float] = []
+
+    def _zeta(self, value: float, est: float, deviance: float) -> float:
+        diff = deviance - self.base
+        if diff < -LOWER_TOL:
+            self.lowered.append(diff)
+        return np.sign(value - est) * np.sqrt(max(diff, DEV_TOL))
+
+    def _failed(self, value: float) -> np.ndarray:
+        return np.concatenate([[value, np.nan], np.full(self.nvar + self.p, np.nan)])
+
+    def variance_trace(self, w: int) -> pd.DataFrame:
+        """Trace of variance parameter w: fix it, re-optimize the other sds, correlations
+        and sigma within their bounds."""
+        scale, dev, nvar = self.scale, self.dev, self.nvar
+        free = np.array([k for k in range(nvar) if k != w])
+        est = self.var_hat[w]
+
+        def evaluate(value: float, starts: list) -> np.ndarray:
+            par = _feasible(scale, w, value, [r[2 : 2 + nvar] for r in starts])
+            start = par[free].copy()
+
+            def fun(x):
+                par[free] = x
+                return dev.at_sigma(scale.to_theta(par), par[-1])
+
+            step = np.where(np.isfinite(scale.upper[free]), 0.05,
+                            np.maximum(0.1 * np.abs(start), 1e-3 * max(self.ml.sigma, 1e-8)))
+            x, f = _bobyqa(fun, start, scale.lower[free], scale.upper[free], step)
+            if not np.isfinite(f):  # no valid point: the trace stops here
+                return self._failed(value)
+            par[free] = x
+            parts = dev.factor(scale.to_theta(par))
+            beta = dev.beta(parts[0])[0] if parts is not None else np.full(self.p, np.nan)
+            return np.concatenate([[value, self._zeta(value, est, f)], par, beta])
+
+        shift = est * 1.01 if est != 0 else 1e-3
+        if shift >= scale.upper[w]:  # a correlation at (or next to) +1: step inwards
+            shift = est - 1e-3
+        return _trace(evaluate, w, est, self.base_row, scale.lower[w], scale.upper[w], shift,
+                      self.delta, self.cutoff, self.names)
+
+    def fixed_trace(self, j: int) -> pd.DataFrame:
+        """Trace of fixed effect j: fix it, profile the other coefficients and sigma out in
+        closed form, re-optimize theta."""
+        scale, dev, nvar = self.scale, self.dev, self.nvar
+        est = self.beta_hat[j]
+        lower = self.ml.model.lower
+
+        def evaluate(value: float, starts: list) -> np.ndarray:
+            thetas = [scale.to_theta(r[2 : 2 + nvar]) for r in starts]
+            start = next((t for t in thetas if t is not None), self.theta_hat)
+            step = np.maximum(0.1 * np.abs(start), 0.01)
+            x, f = _bobyqa(lambda t: dev.at_beta(t, j, value), np.maximum(start, lower),
+                           lower, np.full(len(start), np.inf), step)
+            parts = dev.factor(x)
+            if parts is None or not np.isfinite(f):
+                return self._failed(value)
+            beta, V = dev.beta(parts[0])
+            r = parts[2] + (value - beta[j]) ** 2 / V[j, j]
+            beta = beta + V[:, j] / V[j, j] * (value - beta[j])
+            sigma = np.sqrt(r / dev.n)
+            return np.concatenate([[value, self._zeta(value, est, f)],
+                                   scale.from_theta(x, sigma), beta])
+
+        shift = est + self.delta * self.ml.se.to_numpy()[j]
+        return _trace(evaluate, nvar + j, est, self.base_row, -np.inf, np.inf, shift,
+                      self.delta, self.cutoff, self.names)
+
+
 def profile(res, which: list[str] | str | None = None) -> Profile:
     """Profile the ML deviance of a fitted LMM over each parameter (lme4's ``profile``).
 
@@ -299,103 +390,33 @@ def profile(res, which: list[str] | str | None = None) -> Profile:
     Profile
     """
     ml, refitted = _ml_fit(res)
-    model = ml.model
-    dev = _MLDeviance(model)
-    scale = SdCorScale(model.terms)
-    theta_hat = np.asarray(ml.theta, float)
-    var_hat = scale.from_theta(theta_hat, ml.sigma)
-    beta_names = list(model.fixed_names)
-    beta_hat = ml.fixef.to_numpy()
-    names = scale.names + beta_names
-    nvar, p = scale.size, len(beta_names)
-    selected = _select(which, names, scale.names, beta_names)
-    base = dev.at_sigma(theta_hat, ml.sigma)
-    if not np.isclose(base, ml.objective, rtol=1e-8, atol=1e-8):
-        raise MixedFXError(f"internal check failed: ML deviance {base} at the estimates differs "
-                           f"from the fit's {ml.objective}")
-    cutoff = np.sqrt(stats.chi2.ppf(1 - ALPHA_MAX, nvar + p))
-    delta = cutoff * DELTA_CUTOFF
+    pf = _Profiler(ml)
+    scale, names, nvar, p = pf.scale, pf.names, pf.nvar, pf.p
+    selected = _select(which, names, scale.names, pf.beta_names)
     notes: list[str] = []
     if res.singular:
         notes.append("singular fit: parameters at their bound get the bound as interval end "
                      "(their profile is one-sided)")
-    base_row = np.concatenate([[0.0], var_hat, beta_hat])
     traces = {}
-    lowered = []
-
-    def zeta_of(value, est, deviance):
-        diff = deviance - base
-        if diff < -LOWER_TOL:
-            lowered.append(diff)
-        return np.sign(value - est) * np.sqrt(max(diff, DEV_TOL))
-
     for w in [k for k in range(nvar) if names[k] in selected]:
-        free = np.array([k for k in range(nvar) if k != w])
-        est = var_hat[w]
-
-        def evaluate(value, starts, w=w, free=free, est=est):
-            par = _feasible(scale, w, value, [r[2 : 2 + nvar] for r in starts])
-            start = par[free].copy()
-
-            def fun(x):
-                par[free] = x
-                return dev.at_sigma(scale.to_theta(par), par[-1])
-
-            step = np.where(np.isfinite(scale.upper[free]), 0.05,
-                            np.maximum(0.1 * np.abs(start), 1e-3 * max(ml.sigma, 1e-8)))
-            x, f = _bobyqa(fun, start, scale.lower[free], scale.upper[free], step)
-            if not np.isfinite(f):  # no valid point: the trace stops here
-                return np.concatenate([[value, np.nan], np.full(nvar + p, np.nan)])
-            par[free] = x
-            parts = dev.factor(scale.to_theta(par))
-            beta = dev.beta(parts[0])[0] if parts is not None else np.full(p, np.nan)
-            return np.concatenate([[value, zeta_of(value, est, f)], par, beta])
-
-        shift = est * 1.01 if est != 0 else 1e-3
-        if shift >= scale.upper[w]:  # a correlation at (or next to) +1: step inwards
-            shift = est - 1e-3
-        traces[names[w]] = _trace(evaluate, w, est, base_row, scale.lower[w], scale.upper[w],
-                                  shift, delta, cutoff, names)
-        if est <= scale.lower[w]:
+        traces[names[w]] = pf.variance_trace(w)
+        if pf.var_hat[w] <= scale.lower[w]:
             notes.append(f"{names[w]} is at its lower bound {scale.lower[w]:g}")
-        elif est >= scale.upper[w]:
+        elif pf.var_hat[w] >= scale.upper[w]:
             notes.append(f"{names[w]} is at its upper bound {scale.upper[w]:g}")
-
-    se = ml.se.to_numpy()
-    theta_lower = model.lower
-    for j in [k for k in range(p) if beta_names[k] in selected]:
-        est = beta_hat[j]
-
-        def evaluate_fixed(value, starts, j=j, est=est):
-            thetas = [scale.to_theta(r[2 : 2 + nvar]) for r in starts]
-            start = next((t for t in thetas if t is not None), theta_hat)
-            step = np.maximum(0.1 * np.abs(start), 0.01)
-            lower = np.where(np.isfinite(theta_lower), theta_lower, -np.inf)
-            x, f = _bobyqa(lambda t: dev.at_beta(t, j, value), np.maximum(start, lower),
-                           lower, np.full(len(start), np.inf), step)
-            parts = dev.factor(x)
-            if parts is None or not np.isfinite(f):
-                return np.concatenate([[value, np.nan], np.full(nvar + p, np.nan)])
-            beta, V = dev.beta(parts[0])
-            r = parts[2] + (value - beta[j]) ** 2 / V[j, j]
-            beta = beta + V[:, j] / V[j, j] * (value - beta[j])
-            sigma = np.sqrt(r / dev.n)
-            return np.concatenate([[value, zeta_of(value, est, f)],
-                                   scale.from_theta(x, sigma), beta])
-
-        traces[beta_names[j]] = _trace(evaluate_fixed, nvar + j, est, base_row, -np.inf, np.inf,
-                                       est + delta * se[j], delta, cutoff, names)
-    if lowered:
-        warnings.warn(f"profiling found a deviance {-min(lowered):.3g} below the fit's optimum: "
-                      "the fit did not reach the optimum; refit with tighter optimizer "
-                      "settings", ConvergenceWarning, stacklevel=2)
+    for j in [k for k in range(p) if pf.beta_names[k] in selected]:
+        traces[pf.beta_names[j]] = pf.fixed_trace(j)
+    if pf.lowered:
+        warnings.warn(f"profiling found a deviance {-min(pf.lowered):.3g} below the fit's "
+                      "optimum: the fit did not reach the optimum; refit with tighter "
+                      "optimizer settings", ConvergenceWarning, stacklevel=2)
     index = pd.Index(names, dtype=object)
     lower = np.concatenate([scale.lower, np.full(p, -np.inf)])
     upper = np.concatenate([scale.upper, np.full(p, np.inf)])
-    return Profile(traces=traces, estimates=pd.Series(np.concatenate([var_hat, beta_hat]),
-                                                      index=index, name="estimate"),
+    estimates = np.concatenate([pf.var_hat, pf.beta_hat])
+    return Profile(traces=traces, estimates=pd.Series(estimates, index=index, name="estimate"),
                    lower=pd.Series(lower, index=index), upper=pd.Series(upper, index=index),
-                   base_deviance=float(base), refitted=refitted, notes=tuple(notes))
+                   base_deviance=float(pf.base), refitted=refitted, notes=tuple(notes))
 
 
 def _feasible(scale: SdCorScale, w: int, value: float, candidates: list) -> np.ndarray:
