@@ -39,7 +39,7 @@ def wald(res, level: float) -> pd.DataFrame:
 
 def confint(res, method: str = "profile", level: float = 0.95, *, which=None,
             nsim: int = 500, seed: int | None = None, n_jobs: int = 1,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool | None = None) -> pd.DataFrame:
     """Confidence intervals of the parameters of a fitted LMM.
 
     Parameters
