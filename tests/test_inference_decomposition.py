@@ -106,3 +106,16 @@ def test_docs_example_runs():
     assert namespace["ss_a_first"] != pytest.approx(namespace["ss_a_second"], rel=0.05)
     np.testing.assert_allclose(namespace["components_ab"], namespace["components_ba"],
                                rtol=1e-5)
+
+
+def test_balanced_data_anova_and_reml_agree():
+    """Balanced crossed data (Penicillin): the ANOVA method-of-moments components equal the
+    REML ones, as docs/decomposition.md says."""
+    pen = datasets.load("Penicillin")
+    formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+    ms = mixedfx.anova_table(formula, pen).mean_sq
+    dec = mixedfx.lmm(formula, pen).variance_decomposition().table.set_index("group")
+    assert dec.variance["plate"] == pytest.approx((ms["plate"] - ms["Residuals"]) / 6, rel=1e-5)
+    assert dec.variance["sample"] == pytest.approx((ms["sample"] - ms["Residuals"]) / 24,
+                                                   rel=1e-5)
+    assert dec.variance["Residual"] == pytest.approx(ms["Residuals"], rel=1e-5)
