@@ -116,3 +116,18 @@ def test_bad_kind_or_scale():
         res.predict(kind="population")
     with pytest.raises(ValueError, match="scale"):
         res.predict(scale="probability")
+
+
+def test_docs_example_runs():
+    """The python blocks of docs/predict.md, in order, with the values the text shows."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "predict.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "docs/predict.md", "exec"), namespace)
+    np.testing.assert_allclose(namespace["cond"], [253.663670, 293.854691, 369.481485,
+                                                   293.274249], atol=1e-4)
+    m = namespace["marginal_mean"](namespace["Logit"], namespace["eta"], v=4.0)
+    np.testing.assert_allclose(m, [0.2248, 0.5, 0.7752], atol=1e-4)
