@@ -4,6 +4,8 @@ sd within 1e-3 (agreement is ~1e-6)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,14 +13,17 @@ from scipy import special
 
 import mixedfx
 from mixedfx.design import build_design
+from mixedfx.errors import DataError
 from mixedfx.formula import parse_formula
-from mixedfx.glmm.pql import containment_df, grouping_levels, iterate
+from mixedfx.glmm.pql import containment_df, fit_pql, grouping_levels, iterate
+from mixedfx.marginal import marginal_mean
 from tests.conftest import REFERENCE, load_reference
 
 
 class _Binomial:
     """Binomial family with logit link (the interface PQL uses)."""
 
+    name, link = "binomial", "logit"
     linkinv = staticmethod(special.expit)
     linkfun = staticmethod(special.logit)
 
@@ -43,6 +48,7 @@ class _Binomial:
 class _Poisson:
     """Poisson family with log link."""
 
+    name, link = "poisson", "log"
     linkinv = staticmethod(np.exp)
     linkfun = staticmethod(np.log)
     mu_eta = staticmethod(np.exp)
@@ -116,3 +122,70 @@ def test_containment_df_rules():
                            data.assign(r=np.tile(np.arange(4), 6)))
     assert grouping_levels(crossed.terms) is None
     assert np.isnan(containment_df(crossed.X, crossed.terms)).all()
+
+
+CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+
+def test_fit_pql_from_formula_reports_as_glmmpql():
+    ref = load_reference("cbpp_pql")
+    res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), _Binomial(), data_name="cbpp")
+    np.testing.assert_allclose(res.fixef[list(ref["fixef"])], list(ref["fixef"].values()),
+                               rtol=1e-3)
+    np.testing.assert_allclose(res.se[list(ref["se"])], list(ref["se"].values()), rtol=1e-3)
+    np.testing.assert_array_equal(res.df[list(ref["df"])], list(ref["df"].values()))
+    sd = res.varcorr.set_index("group").sdcor
+    assert sd["herd"] == pytest.approx(ref["varcorr_sd"]["(Intercept)"], rel=1e-3)
+    assert res.sigma == pytest.approx(ref["varcorr_sd"]["Residual"], rel=1e-3)
+    assert np.isnan(res.loglik) and np.isnan(res.aic) and np.isnan(res.deviance)
+    assert res.method == "pql" and res.family == "binomial" and res.link == "logit"
+    text = res.summary()
+    assert "no likelihood" in text and "working residual sd" in text and "DF" in text
+    assert "-1.3274" in text
+    blob = json.loads(json.dumps(res.to_dict()))
+    assert blob["loglik"] is None and blob["df"]["period2"] == 38
+    ct = res.coef_table()
+    assert ct.p_value["period4"] == pytest.approx(0.003637, rel=1e-3)
+
+
+def test_pql_predictions():
+    data = mixedfx.datasets.load("cbpp")
+    res = fit_pql(CBPP, data, _Binomial())
+    np.testing.assert_allclose(res.predict(), res.fitted)
+    np.testing.assert_allclose(res.predict(scale="link"), res.linear_predictor)
+    new = pd.DataFrame({"period": [1, 4], "herd": [1, 99]})
+    with pytest.raises(DataError, match="herd.*99"):
+        res.predict(new)
+    fixed = res.predict(new, kind="fixed", scale="link").to_numpy()
+    np.testing.assert_allclose(fixed, [res.fixef.iloc[0], res.fixef.iloc[0] + res.fixef.iloc[3]])
+    cond = res.predict(new, allow_new_levels=True, scale="link").to_numpy()
+    assert cond[0] == pytest.approx(fixed[0] + res.ranef["herd"].iloc[0, 0])
+    assert cond[1] == pytest.approx(fixed[1])
+    # the marginal mean needs no grouping column: it integrates over the herd effect
+    marg = res.predict(new[["period"]], kind="marginal").to_numpy()
+    var = res.varcorr.set_index("group").vcov["herd"]
+    np.testing.assert_allclose(marg, marginal_mean(_Binomial(), fixed, var))
+    assert np.all(marg > special.expit(fixed))  # below 1/2 the population mean is higher
+
+
+def test_simulated_pql_linear_predictor_matches_glmmpql():
+    ref = load_reference("pql_refs")["poisson_nested"]
+    res = fit_pql(ref["formula"], pd.read_csv(REFERENCE / "counts_sim.csv"), _Poisson())
+    np.testing.assert_allclose(res.predict(scale="link")[:12], ref["fitted_link"], rtol=1e-5)
+    np.testing.assert_array_equal(res.df, list(ref["df"].values()))
+
+
+def test_cbind_response_errors():
+    data = mixedfx.datasets.load("cbpp")
+    with pytest.raises(DataError, match="non-negative"):
+        fit_pql("cbind(incidence, incidence - size) ~ period + (1 | herd)", data, _Binomial())
+    with pytest.raises(DataError, match="nosuch"):
+        fit_pql("cbind(incidence, nosuch) ~ period + (1 | herd)", data, _Binomial())
+    with pytest.raises(ValueError, match="maxiter"):
+        fit_pql(CBPP, data, _Binomial(), control={"max_iter": 3})
+
+
+def test_unsettled_iterations_warn():
+    with pytest.warns(mixedfx.ConvergenceWarning, match="PQL did not settle in 1"):
+        res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), _Binomial(), control={"maxiter": 1})
+    assert not res.converged and res.iterations == 1 and "NOT converged" in res.summary()

@@ -267,21 +267,21 @@ def _level_index(term: TermPrediction, frame: pd.DataFrame) -> np.ndarray:
     return lookup.get_indexer(pd.Index(np.asarray(labels, dtype=object)))
 
 
-def _needed_columns(pm: PredictionModel, need_re: bool) -> tuple[list[str], set[str]]:
+def _needed_columns(pm: PredictionModel, kind: str) -> tuple[list[str], set[str]]:
     """Columns of the fit's frame a prediction uses, and those that enter model matrices."""
     parsed = parse_formula(pm.formula)
     matrix_vars = set(variables(parsed.fixed, pm.formula))
-    if need_re:
+    if kind != "fixed":  # z columns: for the modes (conditional) or the variance (marginal)
         for t in pm.terms:
             matrix_vars |= variables(t.expr, pm.formula)
-    factor_vars = {f for t in pm.terms for f in t.factors} if need_re else set()
+    factor_vars = {f for t in pm.terms for f in t.factors} if kind == "conditional" else set()
     needed = [c for c in pm.frame.columns if c in matrix_vars | factor_vars]
     return needed, matrix_vars
 
 
 def _new_rows(pm: PredictionModel, newdata: pd.DataFrame, offset: np.ndarray | None,
-              allow_new_levels: bool, need_re: bool) -> _Rows:
-    needed, matrix_vars = _needed_columns(pm, need_re)
+              allow_new_levels: bool, kind: str) -> _Rows:
+    needed, matrix_vars = _needed_columns(pm, kind)
     missing = [c for c in needed if c not in newdata.columns]
     if missing:
         raise DataError(f"the new data lack the column(s) {', '.join(missing)} used by the "
@@ -292,20 +292,20 @@ def _new_rows(pm: PredictionModel, newdata: pd.DataFrame, offset: np.ndarray | N
             frame[c] = _align_factor(c, pm.frame[c], frame[c])
     X = _matrix(pm, pm.fixed_expr, frame, pm.fixed_names, "fixed effects")
     Z, index = [], []
-    if need_re:
-        unseen_msgs = []
-        for t in pm.terms:
-            Z.append(_matrix(pm, t.expr, frame, t.columns, f"random term ({t.expr} | {t.group})"))
+    unseen_msgs: list[str] = []
+    for t in pm.terms if kind != "fixed" else ():
+        Z.append(_matrix(pm, t.expr, frame, t.columns, f"random term ({t.expr} | {t.group})"))
+        if kind == "conditional":
             idx = _level_index(t, frame)
             if np.any(idx < 0) and not allow_new_levels:
                 new = pd.unique(_labels(t, frame)[idx < 0])
                 shown = ", ".join(map(str, new[:10])) + (" ..." if len(new) > 10 else "")
                 unseen_msgs.append(f"'{t.group}': {shown}")
             index.append(idx)
-        if unseen_msgs:
-            raise DataError("the new data have levels not seen in the fit for grouping factor "
-                            f"{'; '.join(unseen_msgs)}. Pass allow_new_levels=True to predict "
-                            "them at the population level (random effects zero)")
+    if unseen_msgs:
+        raise DataError("the new data have levels not seen in the fit for grouping factor "
+                        f"{'; '.join(unseen_msgs)}. Pass allow_new_levels=True to predict "
+                        "them at the population level (random effects zero)")
     if offset is None:
         if np.any(pm.offset != 0):
             raise DataError("the model was fitted with an offset: give the new data's offset "
@@ -353,7 +353,9 @@ def predict(pm: PredictionModel, newdata: object = None, *, kind: str = "conditi
         raise ValueError(f"unknown kind '{kind}'; use one of {', '.join(KINDS)}")
     if scale not in SCALES:
         raise ValueError(f"unknown scale '{scale}'; use one of {', '.join(SCALES)}")
-    need_re = kind != "fixed"
+    name = f"{kind}_{scale}"
+    if kind == "marginal" and pm.link is None:
+        kind = "fixed"  # identity link: the population mean is x'beta
     if newdata is None:
         if offset is not None:
             raise ValueError("offset= applies to newdata; the fitted data use the fit's offset")
@@ -362,7 +364,7 @@ def predict(pm: PredictionModel, newdata: object = None, *, kind: str = "conditi
     else:
         data = as_pandas(newdata)
         index = data.index
-        rows, keep = _complete_rows(pm, data, offset, allow_new_levels, need_re)
+        rows, keep = _complete_rows(pm, data, offset, allow_new_levels, kind)
     eta = rows.X @ pm.beta + rows.offset
     if kind == "conditional":
         eta = eta + _random_part(pm, rows)
@@ -377,14 +379,14 @@ def predict(pm: PredictionModel, newdata: object = None, *, kind: str = "conditi
         values = eta
     out = np.full(len(keep), np.nan)
     out[keep] = values
-    return pd.Series(out, index=index, name=f"{kind}_{scale}")
+    return pd.Series(out, index=index, name=name)
 
 
 def _complete_rows(pm: PredictionModel, data: pd.DataFrame, offset: object,
-                   allow_new_levels: bool, need_re: bool) -> tuple[_Rows, np.ndarray]:
+                   allow_new_levels: bool, kind: str) -> tuple[_Rows, np.ndarray]:
     """Rows of the new data without missing values in the model's columns (the others get
     NaN predictions, as R's ``na.action = na.pass``)."""
-    needed, _ = _needed_columns(pm, need_re)
+    needed, _ = _needed_columns(pm, kind)
     cols = [c for c in needed if c in data.columns]
     keep = data[cols].notna().all(axis=1).to_numpy().copy()
     off = None
@@ -397,4 +399,4 @@ def _complete_rows(pm: PredictionModel, data: pd.DataFrame, offset: object,
             off = np.broadcast_to(np.asarray(offset, dtype=float), (len(data),))
         keep = keep & np.isfinite(off)
         off = off[keep]
-    return _new_rows(pm, data.loc[keep], off, allow_new_levels, need_re), keep
+    return _new_rows(pm, data.loc[keep], off, allow_new_levels, kind), keep

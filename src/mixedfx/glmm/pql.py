@@ -21,15 +21,21 @@ NaN.
 
 from __future__ import annotations
 
+import re
 import warnings
 from dataclasses import dataclass, replace
+from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
-from ..design import ModelDesign, ReTerm
-from ..errors import ConvergenceWarning
+from ..design import ModelDesign, ReTerm, build_design
+from ..design.build import as_pandas
+from ..errors import ConvergenceWarning, DataError
+from ..formula import parse_formula
 from ..lmm import LmmModel
 from ..results import LmmResult
+from .pql_result import PqlResult
 
 MAXITER = 10
 TOLERANCE = 1e-6
@@ -195,7 +201,8 @@ def iterate(formula: str, design: ModelDesign, family, *, maxiter: int = MAXITER
     y, offset, prior = design.y, design.offset, design.weights
     eta = glm_start(family, y, design.X, offset, prior)
     theta, change, iterations = None, np.inf, 0
-    for iterations in range(1, maxiter + 1):  # noqa: B007 (the count is reported)
+    for _ in range(maxiter):
+        iterations += 1
         z, w = working(family, y, eta, offset, prior)
         model = LmmModel(formula, replace(design, y=z, weights=w, offset=np.zeros_like(z)),
                          reml=False)
@@ -217,3 +224,135 @@ def iterate(formula: str, design: ModelDesign, family, *, maxiter: int = MAXITER
                       "Raise control={'maxiter': ...} or use method='laplace'",
                       ConvergenceWarning, stacklevel=3)
     return PqlState(lmm=lmm, eta=eta, iterations=iterations, converged=converged, change=change)
+
+
+# ---------------------------------------------------------------------------------------
+# formula and data in, frozen result out
+
+PROPORTION = "_mixedfx_proportion"
+_CBIND = re.compile(r"^\s*cbind\s*\((.*)\)\s*$", re.S)
+
+
+def link_of(family) -> object:
+    """The family's link as an object with ``name``, ``linkinv`` and ``linkfun``."""
+    link = getattr(family, "link", None)
+    if link is not None and hasattr(link, "linkinv"):
+        return link
+    return SimpleNamespace(name=link if isinstance(link, str) else "",
+                           linkinv=family.linkinv, linkfun=family.linkfun)
+
+
+def _split_args(text: str) -> list[str]:
+    depth, parts, start = 0, [], 0
+    for i, ch in enumerate(text):
+        depth += {"(": 1, ")": -1}.get(ch, 0)
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return [p.strip() for p in parts]
+
+
+def _column_values(expr: str, data: pd.DataFrame, formula: str) -> np.ndarray:
+    if expr in data.columns:
+        return data[expr].to_numpy(dtype=float)
+    try:
+        return np.asarray(data.eval(expr), dtype=float)
+    except Exception as exc:  # pandas' evaluation errors
+        raise DataError(f"cannot evaluate '{expr}' of the response of '{formula}' on the "
+                        f"data: {exc}") from exc
+
+
+def pql_design(formula: str, data: object, weights: object = None,
+               offset: object = None) -> ModelDesign:
+    """The GLMM's design: a ``cbind(successes, failures)`` response becomes proportions with
+    the trials as prior weights (times any ``weights``), as R's ``glm`` does."""
+    parsed = parse_formula(formula)
+    match = _CBIND.match(parsed.response)
+    if match is None:
+        return build_design(parsed, data, weights, offset)
+    frame = as_pandas(data)
+    parts = _split_args(match.group(1))
+    if len(parts) != 2:
+        raise DataError(f"cbind() in '{formula}' needs two arguments: successes and failures")
+    s, f = (_column_values(p, frame, formula) for p in parts)
+    if np.any(s < 0) or np.any(f < 0):
+        raise DataError(f"cbind({parts[0]}, {parts[1]}): successes and failures must be "
+                        "non-negative counts")
+    trials = s + f
+    prior = np.ones(len(frame)) if weights is None else (
+        frame[weights].to_numpy(dtype=float) if isinstance(weights, str)
+        else np.asarray(weights, dtype=float))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        prop = np.where(trials > 0, s / np.where(trials > 0, trials, 1), 0.0)
+    prop[np.isnan(trials)] = np.nan
+    new = frame.assign(**{PROPORTION: prop})
+    return build_design(replace(parsed, response=PROPORTION), new, trials * prior, offset)
+
+
+def _check_response(family, design: ModelDesign) -> None:
+    check = getattr(family, "validate", None)
+    if callable(check):
+        check(design.y, design.weights)
+
+
+def fit_pql(formula: str, data: object, family, *, weights: object = None,
+            offset: object = None, control: dict | None = None,
+            data_name: str | None = None) -> PqlResult:
+    """Fit a GLMM by penalized quasi-likelihood, as MASS::glmmPQL.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 formula; a binomial response may be ``cbind(successes, failures)``, 0/1, or
+        proportions with the trials as ``weights``.
+    data : pandas.DataFrame or polars.DataFrame
+        Never modified.
+    family : family object
+        Provides ``linkinv``, ``linkfun``, ``mu_eta``, ``variance``, ``dev_resids``,
+        ``mustart``, a ``name`` and its ``link``.
+    weights, offset : str or array-like, optional
+        Prior weights and offset (column names or one value per row).
+    control : dict, optional
+        ``maxiter`` (10), ``tolerance`` (1e-6) and ``optimizer`` ("newuoa") of the working
+        LMM fits.
+    data_name : str, optional
+        Name of the data in the summary.
+
+    Returns
+    -------
+    PqlResult
+    """
+    settings = dict(control or {})
+    unknown = set(settings) - {"maxiter", "tolerance", "optimizer"}
+    if unknown:
+        raise ValueError(f"unknown PQL control setting(s) {', '.join(sorted(unknown))}; use "
+                         "maxiter, tolerance, optimizer")
+    design = pql_design(formula, data, weights, offset)
+    _check_response(family, design)
+    state = iterate(formula, design, family, **settings)
+    return assemble(formula, design, family, state, data_name)
+
+
+def assemble(formula: str, design: ModelDesign, family, state: PqlState,
+             data_name: str | None) -> PqlResult:
+    """The frozen result from the last working LMM, as glmmPQL reports it."""
+    lmm, model = state.lmm, state.lmm.model
+    n, p = model.X.shape
+    adjust = n / (n - p) if n > p else np.nan  # nlme's adjustSigma for ML fits
+    vcov = lmm.vcov * adjust
+    names = lmm.fixef.index
+    df = pd.Series(containment_df(model.X, model.terms), index=names, name="df")
+    mu = np.asarray(family.linkinv(state.eta), dtype=float)
+    link = link_of(family)
+    return PqlResult(
+        formula=lmm.formula, family=str(getattr(family, "name", "")),
+        link=str(getattr(link, "name", "")), fixef=lmm.fixef,
+        se=pd.Series(np.sqrt(np.diag(vcov.to_numpy())), index=names, name="std_error"),
+        vcov=vcov, df=df, varcorr=lmm.varcorr, sigma=lmm.sigma, theta=lmm.theta,
+        npar=lmm.npar, nobs=n, n_dropped=design.n_dropped, ngroups=lmm.ngroups,
+        ranef=lmm.ranef, ranef_sd=lmm.ranef_sd, ranef_cov=lmm.ranef_cov, fitted=mu,
+        linear_predictor=state.eta, residuals=design.y - mu, converged=state.converged,
+        singular=lmm.singular, iterations=state.iterations, change=state.change,
+        dropped_columns=model.dropped, data_name=data_name, model=model,
+        family_object=family)
