@@ -189,3 +189,11 @@ def test_unsettled_iterations_warn():
     with pytest.warns(mixedfx.ConvergenceWarning, match="PQL did not settle in 1"):
         res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), _Binomial(), control={"maxiter": 1})
     assert not res.converged and res.iterations == 1 and "NOT converged" in res.summary()
+
+
+def test_crossed_factors_fit_with_z_tests():
+    data = pd.read_csv(REFERENCE / "counts_sim.csv")
+    res = fit_pql("y ~ x + (1 | site) + (1 | rep)", data, _Poisson())
+    assert res.converged and res.df.isna().all()
+    assert "z value" in res.summary() and "no containment df" in res.summary()
+    assert set(res.ngroups) == {"site", "rep"}

@@ -141,7 +141,13 @@ class PqlResult:
         from ..summary import fixed_effects_table, random_effects_table
 
         ct = self.coef_table()
-        extra = pd.DataFrame({"DF": ct.df, "Pr(>|t|)": ct.p_value})
+        if ct.df.notna().any():
+            extra = pd.DataFrame({"DF": ct.df, "Pr(>|t|)": ct.p_value})
+            stat, title = "t value", "Fixed effects (t tests on nlme's containment df):"
+        else:
+            extra = pd.DataFrame({"Pr(>|z|)": ct.p_value})
+            stat, title = "z value", ("Fixed effects (z tests: crossed grouping factors have "
+                                      "no containment df):")
         groups = ", ".join(f"{g}, {n}" for g, n in self.ngroups.items())
         status = "converged" if self.converged else f"NOT converged (change {self.change:.2g})"
         lines = [
@@ -157,8 +163,8 @@ class PqlResult:
             *random_effects_table(self.varcorr),
             f"Number of obs: {self.nobs}, groups:  {groups}",
             "",
-            "Fixed effects (t tests on nlme's containment df):",
-            *fixed_effects_table(self.fixef, self.se, "t value", extra),
+            title,
+            *fixed_effects_table(self.fixef, self.se, stat, extra),
             "",
             f"PQL iterations: {self.iterations} ({status})",
         ]
