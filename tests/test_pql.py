@@ -14,56 +14,11 @@ from scipy import special
 import mixedfx
 from mixedfx.design import build_design
 from mixedfx.errors import DataError
+from mixedfx.families import Binomial, Poisson
 from mixedfx.formula import parse_formula
 from mixedfx.glmm.pql import containment_df, fit_pql, grouping_levels, iterate
 from mixedfx.marginal import marginal_mean
 from tests.conftest import REFERENCE, load_reference
-
-
-class _Binomial:
-    """Binomial family with logit link (the interface PQL uses)."""
-
-    name, link = "binomial", "logit"
-    linkinv = staticmethod(special.expit)
-    linkfun = staticmethod(special.logit)
-
-    @staticmethod
-    def mu_eta(eta):
-        mu = special.expit(eta)
-        return mu * (1 - mu)
-
-    @staticmethod
-    def variance(mu):
-        return mu * (1 - mu)
-
-    @staticmethod
-    def mustart(y, w):
-        return (w * y + 0.5) / (w + 1)
-
-    @staticmethod
-    def dev_resids(y, mu, w):
-        return 2 * w * (special.xlogy(y, y / mu) + special.xlogy(1 - y, (1 - y) / (1 - mu)))
-
-
-class _Poisson:
-    """Poisson family with log link."""
-
-    name, link = "poisson", "log"
-    linkinv = staticmethod(np.exp)
-    linkfun = staticmethod(np.log)
-    mu_eta = staticmethod(np.exp)
-
-    @staticmethod
-    def variance(mu):
-        return mu
-
-    @staticmethod
-    def mustart(y, w):
-        return y + 0.1
-
-    @staticmethod
-    def dev_resids(y, mu, w):
-        return 2 * w * (special.xlogy(y, y / mu) - (y - mu))
 
 
 def _check(state, design, ref_fixef, ref_se, ref_df):
@@ -81,7 +36,7 @@ def test_cbpp_matches_glmmpql():
     data = mixedfx.datasets.load("cbpp")
     data = data.assign(prop=data.incidence / data["size"])
     design = build_design(parse_formula("prop ~ period + (1 | herd)"), data, weights="size")
-    state = iterate("prop ~ period + (1 | herd)", design, _Binomial())
+    state = iterate("prop ~ period + (1 | herd)", design, Binomial())
     assert state.converged and state.iterations <= 10
     _check(state, design, ref["fixef"], ref["se"], ref["df"])
     sd = state.lmm.varcorr.set_index("group").sdcor
@@ -89,8 +44,8 @@ def test_cbpp_matches_glmmpql():
     assert sd["Residual"] == pytest.approx(ref["varcorr_sd"]["Residual"], rel=1e-3)
 
 
-@pytest.mark.parametrize(("name", "family"), [("poisson_nested", _Poisson()),
-                                              ("binomial_slope", _Binomial())])
+@pytest.mark.parametrize(("name", "family"), [("poisson_nested", Poisson()),
+                                              ("binomial_slope", Binomial())])
 def test_simulated_models_match_glmmpql(name, family):
     ref = load_reference("pql_refs")[name]
     data = pd.read_csv(REFERENCE / "counts_sim.csv")
@@ -129,7 +84,7 @@ CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 def test_fit_pql_from_formula_reports_as_glmmpql():
     ref = load_reference("cbpp_pql")
-    res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), _Binomial(), data_name="cbpp")
+    res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), "binomial", data_name="cbpp")
     np.testing.assert_allclose(res.fixef[list(ref["fixef"])], list(ref["fixef"].values()),
                                rtol=1e-3)
     np.testing.assert_allclose(res.se[list(ref["se"])], list(ref["se"].values()), rtol=1e-3)
@@ -150,7 +105,7 @@ def test_fit_pql_from_formula_reports_as_glmmpql():
 
 def test_pql_predictions():
     data = mixedfx.datasets.load("cbpp")
-    res = fit_pql(CBPP, data, _Binomial())
+    res = fit_pql(CBPP, data, Binomial())
     np.testing.assert_allclose(res.predict(), res.fitted)
     np.testing.assert_allclose(res.predict(scale="link"), res.linear_predictor)
     new = pd.DataFrame({"period": [1, 4], "herd": [1, 99]})
@@ -164,13 +119,13 @@ def test_pql_predictions():
     # the marginal mean needs no grouping column: it integrates over the herd effect
     marg = res.predict(new[["period"]], kind="marginal").to_numpy()
     var = res.varcorr.set_index("group").vcov["herd"]
-    np.testing.assert_allclose(marg, marginal_mean(_Binomial(), fixed, var))
+    np.testing.assert_allclose(marg, marginal_mean(Binomial().link, fixed, var))
     assert np.all(marg > special.expit(fixed))  # below 1/2 the population mean is higher
 
 
 def test_simulated_pql_linear_predictor_matches_glmmpql():
     ref = load_reference("pql_refs")["poisson_nested"]
-    res = fit_pql(ref["formula"], pd.read_csv(REFERENCE / "counts_sim.csv"), _Poisson())
+    res = fit_pql(ref["formula"], pd.read_csv(REFERENCE / "counts_sim.csv"), Poisson())
     np.testing.assert_allclose(res.predict(scale="link")[:12], ref["fitted_link"], rtol=1e-5)
     np.testing.assert_array_equal(res.df, list(ref["df"].values()))
 
@@ -178,22 +133,22 @@ def test_simulated_pql_linear_predictor_matches_glmmpql():
 def test_cbind_response_errors():
     data = mixedfx.datasets.load("cbpp")
     with pytest.raises(DataError, match="non-negative"):
-        fit_pql("cbind(incidence, incidence - size) ~ period + (1 | herd)", data, _Binomial())
+        fit_pql("cbind(incidence, incidence - size) ~ period + (1 | herd)", data, Binomial())
     with pytest.raises(DataError, match="nosuch"):
-        fit_pql("cbind(incidence, nosuch) ~ period + (1 | herd)", data, _Binomial())
+        fit_pql("cbind(incidence, nosuch) ~ period + (1 | herd)", data, Binomial())
     with pytest.raises(ValueError, match="maxiter"):
-        fit_pql(CBPP, data, _Binomial(), control={"max_iter": 3})
+        fit_pql(CBPP, data, Binomial(), control={"max_iter": 3})
 
 
 def test_unsettled_iterations_warn():
     with pytest.warns(mixedfx.ConvergenceWarning, match="PQL did not settle in 1"):
-        res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), _Binomial(), control={"maxiter": 1})
+        res = fit_pql(CBPP, mixedfx.datasets.load("cbpp"), Binomial(), control={"maxiter": 1})
     assert not res.converged and res.iterations == 1 and "NOT converged" in res.summary()
 
 
 def test_crossed_factors_fit_with_z_tests():
     data = pd.read_csv(REFERENCE / "counts_sim.csv")
-    res = fit_pql("y ~ x + (1 | site) + (1 | rep)", data, _Poisson())
+    res = fit_pql("y ~ x + (1 | site) + (1 | rep)", data, Poisson())
     assert res.converged and res.df.isna().all()
     assert "z value" in res.summary() and "no containment df" in res.summary()
     assert set(res.ngroups) == {"site", "rep"}

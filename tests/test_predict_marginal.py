@@ -8,20 +8,10 @@ import numpy as np
 import pytest
 from scipy import integrate, special, stats
 
+from mixedfx.families import Cloglog, Inverse, Log, Logit, Probit
 from mixedfx.marginal import marginal_mean
 
-
-class Link:
-    """A link given by its name and inverse (the interface marginal_mean uses)."""
-
-    def __init__(self, name, linkinv):
-        self.name, self.linkinv = name, linkinv
-
-
-LOGIT = Link("logit", special.expit)
-LOG = Link("log", np.exp)
-PROBIT = Link("probit", special.ndtr)
-CLOGLOG = Link("cloglog", lambda e: -np.expm1(-np.exp(np.minimum(e, 700.0))))
+LOGIT, LOG, PROBIT, CLOGLOG = Logit(), Log(), Probit(), Cloglog()
 ETA = np.linspace(-4, 3, 15)
 
 
@@ -86,6 +76,6 @@ def test_monte_carlo_agrees():
 def test_zero_variance_and_bad_input():
     np.testing.assert_allclose(marginal_mean(LOGIT, ETA, 0.0), special.expit(ETA))
     with pytest.raises(ValueError, match="inverse.*pole"):
-        marginal_mean(Link("inverse", lambda e: 1 / e), ETA, 1.0)
+        marginal_mean(Inverse(), ETA, 1.0)
     with pytest.raises(ValueError, match="non-negative"):
         marginal_mean(LOGIT, ETA, -1.0)

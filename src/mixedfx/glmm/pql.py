@@ -308,9 +308,8 @@ def fit_pql(formula: str, data: object, family, *, weights: object = None,
         proportions with the trials as ``weights``.
     data : pandas.DataFrame or polars.DataFrame
         Never modified.
-    family : family object
-        Provides ``linkinv``, ``linkfun``, ``mu_eta``, ``variance``, ``dev_resids``,
-        ``mustart``, a ``name`` and its ``link``.
+    family : str or mixedfx.families.Family
+        ``"binomial"``, ``"poisson"``, ... or a family object (with its link).
     weights, offset : str or array-like, optional
         Prior weights and offset (column names or one value per row).
     control : dict, optional
@@ -323,6 +322,9 @@ def fit_pql(formula: str, data: object, family, *, weights: object = None,
     -------
     PqlResult
     """
+    from ..families import get_family
+
+    family = get_family(family)
     settings = dict(control or {})
     unknown = set(settings) - {"maxiter", "tolerance", "optimizer"}
     if unknown:
