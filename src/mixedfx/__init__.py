@@ -17,6 +17,7 @@ from .errors import (
 )
 from .inference.compare import compare
 from .inference.decomposition import anova_table
+from .io import load
 from .lmm import lmm
 from .residual import AR1, CAR1, CompSymm, VarIdent, VarPower
 from .results import LmmResult
@@ -27,5 +28,5 @@ __all__ = [
     "AR1", "CAR1", "CompSymm", "VarIdent", "VarPower",
     "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
     "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
-    "anova_table", "compare",
+    "anova_table", "compare", "load",
 ]

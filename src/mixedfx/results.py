@@ -204,6 +204,14 @@ class LmmResult:
 
         return variance_decomposition(self)
 
+    # --- saving (mixedfx.io) ---
+    def save(self, path) -> object:
+        """Write the result (with its model) to a JSON file that loads without running code;
+        see :mod:`mixedfx.io`. Read it back with :func:`mixedfx.load`."""
+        from .io import save
+
+        return save(self, path)
+
     def summary(self) -> str:
         """lme4-style summary text."""
         from .summary import render_lmm

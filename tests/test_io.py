@@ -1,0 +1,124 @@
+"""Saving and loading results: exact round trips, no code execution, tampering refused."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedfx
+from mixedfx.io import MissingModel
+
+
+def _assert_same(a, b, path="result"):
+    if isinstance(a, pd.DataFrame):
+        pd.testing.assert_frame_equal(a, b, check_exact=True, obj=path)
+    elif isinstance(a, pd.Series):
+        pd.testing.assert_series_equal(a, b, check_exact=True, obj=path)
+    elif isinstance(a, np.ndarray):
+        assert a.dtype == b.dtype and a.shape == b.shape, path
+        np.testing.assert_array_equal(a, b, err_msg=path)
+    elif isinstance(a, dict):
+        assert list(a) == list(b), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, tuple | list):
+        assert type(a) is type(b) and len(a) == len(b), path
+        for k, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{path}[{k}]")
+    elif isinstance(a, float) and np.isnan(a):
+        assert np.isnan(b), path
+    elif hasattr(a, "__dataclass_fields__"):
+        assert type(a) is type(b), path
+        for name in a.__dataclass_fields__:
+            if name != "model":
+                _assert_same(getattr(a, name), getattr(b, name), f"{path}.{name}")
+    elif isinstance(a, float):  # numpy float64 scalars come back as Python floats
+        assert isinstance(b, float) and a == b, (path, a, b)
+    else:
+        assert a == b and type(a) is type(b), (path, a, b)
+
+
+@pytest.fixture(scope="module")
+def sleep_fit():
+    sleep = mixedfx.datasets.load("sleepstudy")
+    return mixedfx.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+
+
+def test_lmm_round_trip_is_exact(sleep_fit, tmp_path):
+    path = sleep_fit.save(tmp_path / "fit.mfx.json")
+    loaded = mixedfx.load(path)
+    _assert_same(sleep_fit, loaded)
+    assert loaded.summary() == sleep_fit.summary()
+    _assert_same(loaded.model.design, sleep_fit.model.design, "design")
+
+
+def test_loaded_lmm_keeps_its_model(sleep_fit, tmp_path):
+    loaded = mixedfx.load(sleep_fit.save(tmp_path / "fit.mfx.json"))
+    assert loaded.model.objective(loaded.theta) == sleep_fit.objective
+    new = pd.DataFrame({"Days": [0.0, 5.0], "Subject": pd.Categorical(["308", "new"])})
+    np.testing.assert_array_equal(
+        loaded.predict(new, allow_new_levels=True),
+        sleep_fit.predict(new, allow_new_levels=True))
+
+
+def test_categorical_weights_missing_and_crossed(tmp_path):
+    pen = mixedfx.datasets.load("Penicillin")
+    pen = pen.assign(w=np.linspace(0.5, 2.0, len(pen)))
+    pen.loc[3, "diameter"] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = mixedfx.lmm("diameter ~ 1 + (1 | plate) + (1 | sample)", pen, weights="w",
+                          reml=False)
+    loaded = mixedfx.load(res.save(tmp_path / "pen.mfx.json"))
+    _assert_same(res, loaded)
+    assert loaded.n_dropped == 1
+
+
+def test_structured_result_round_trips_without_its_model(tmp_path):
+    ovary = mixedfx.datasets.load("Ovary")
+    res = mixedfx.lmm("follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)", ovary,
+                      correlation=mixedfx.AR1(group="Mare"))
+    loaded = mixedfx.load(res.save(tmp_path / "ovary.mfx.json"))
+    _assert_same(res, loaded)
+    assert loaded.residual_params == res.residual_params
+    assert isinstance(loaded.model, MissingModel)
+    with pytest.raises(mixedfx.DataError, match="refit the model"):
+        loaded.model.objective(loaded.theta)
+
+
+def test_tampered_file_is_refused(sleep_fit, tmp_path):
+    path = sleep_fit.save(tmp_path / "fit.mfx.json")
+    document = json.loads(path.read_text())
+    text = json.dumps(document).replace('"Reaction ~ Days', '"Reaction ~ 0 + Days', 1)
+    path.write_text(text)
+    with pytest.raises(mixedfx.DataError, match="altered"):
+        mixedfx.load(path)
+
+
+def test_not_a_result_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"hello": 1}')
+    with pytest.raises(mixedfx.DataError, match="not a saved mixedfx result"):
+        mixedfx.load(bad)
+    bad.write_text("not json")
+    with pytest.raises(mixedfx.DataError, match="not valid JSON"):
+        mixedfx.load(bad)
+    with pytest.raises(mixedfx.DataError, match="no such file"):
+        mixedfx.load(tmp_path / "absent.json")
+
+
+def test_unknown_record_type_is_refused(sleep_fit, tmp_path):
+    """A file naming a class outside the fixed table is refused, even with a valid digest."""
+    from mixedfx.io import _digest
+
+    path = sleep_fit.save(tmp_path / "fit.mfx.json")
+    document = json.loads(path.read_text())
+    document["content"]["$record"]["type"] = "os.system"
+    document["sha256"] = _digest(document["content"])
+    path.write_text(json.dumps(document))
+    with pytest.raises(mixedfx.DataError, match="unknown record type"):
+        mixedfx.load(path)
