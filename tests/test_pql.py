@@ -152,3 +152,17 @@ def test_crossed_factors_fit_with_z_tests():
     assert res.converged and res.df.isna().all()
     assert "z value" in res.summary() and "no containment df" in res.summary()
     assert set(res.ngroups) == {"site", "rep"}
+
+
+def test_docs_example_runs():
+    """The python blocks of docs/pql.md, in order, with the values the text shows."""
+    import re
+
+    text = (REFERENCE.parents[1] / "docs" / "pql.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "docs/pql.md", "exec"), namespace)
+    np.testing.assert_allclose(namespace["typical"], [0.2096, 0.0876, 0.0775, 0.0506], atol=1e-4)
+    np.testing.assert_allclose(namespace["population"], [0.2234, 0.0978, 0.0869, 0.0574],
+                               atol=1e-4)
+    assert "-1.3274      0.239  -5.553 38" in namespace["res"].summary()
