@@ -212,11 +212,30 @@ class LmmResult:
 
         return save(self, path)
 
+    # --- notebook and tidy output (mixedfx.tidy, mixedfx.html) ---
+    def tidy(self, **kwargs) -> pd.DataFrame:
+        """One row per parameter, as broom.mixed's tidy; see :func:`mixedfx.tidy.tidy`."""
+        from .tidy import tidy
+
+        return tidy(self, **kwargs)
+
+    def glance(self) -> pd.DataFrame:
+        """One row for the model, as broom.mixed's glance; see :func:`mixedfx.tidy.glance`."""
+        from .tidy import glance
+
+        return glance(self)
+
+    def _repr_html_(self) -> str:
+        from .html import result_html
+
+        return result_html(self)
+
     def summary(self) -> str:
-        """lme4-style summary text."""
+        """lme4-style summary text (a ``str``; shown preformatted in notebooks)."""
+        from .html import SummaryText
         from .summary import render_lmm
 
-        return render_lmm(self)
+        return SummaryText(render_lmm(self))
 
     def __str__(self) -> str:
         return self.summary()

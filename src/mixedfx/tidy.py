@@ -1,0 +1,129 @@
+"""Tidy tables of a fit, as broom.mixed makes them: ``tidy`` (one row per parameter) and
+``glance`` (one row per model).
+
+Column names are broom's with Python spelling (``std_error``, ``p_value``, ``conf_low``).
+Random-effect parameters are named as broom.mixed names them: ``sd__(Intercept)``,
+``cor__(Intercept).Days`` within their group, and ``sd__Observation`` for the residual.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "statistic", "df",
+                "p_value", "conf_low", "conf_high"]
+
+
+def _fixed_rows(res, ddf: str | None) -> pd.DataFrame:
+    """Fixed effects with tests: the result's coef_table when it has one, else Wald z."""
+    table = None
+    coef_table = getattr(res, "coef_table", None)
+    if callable(coef_table):
+        try:
+            table = coef_table(ddf=ddf) if ddf is not None else coef_table()
+        except Exception:  # noqa: BLE001 - a model without df support falls back to Wald
+            table = None
+    if table is None:
+        est, se = res.fixef.to_numpy(float), res.se.to_numpy(float)
+        z = np.divide(est, se, out=np.full_like(est, np.nan), where=se > 0)
+        table = pd.DataFrame({"estimate": est, "std_error": se, "df": np.inf, "statistic": z,
+                              "p_value": 2 * stats.norm.sf(np.abs(z))}, index=res.fixef.index)
+    out = pd.DataFrame({"effect": "fixed", "group": None, "term": list(table.index),
+                        "estimate": table["estimate"].to_numpy(float),
+                        "std_error": table["std_error"].to_numpy(float),
+                        "statistic": table["statistic"].to_numpy(float),
+                        "df": table["df"].to_numpy(float),
+                        "p_value": table["p_value"].to_numpy(float)})
+    return out
+
+
+def _ran_pars_rows(res) -> tuple[pd.DataFrame, list[str]]:
+    """Random-effect sds and correlations (broom.mixed's ran_pars) and their confint names."""
+    rows, names = [], []
+    for r in res.varcorr.itertuples(index=False):
+        if r.group == "Residual":
+            rows.append(("Residual", "sd__Observation", r.sdcor))
+            names.append("sigma")
+        elif r.term2 is None or (isinstance(r.term2, float) and math.isnan(r.term2)):
+            rows.append((r.group, f"sd__{r.term1}", r.sdcor))
+            names.append(f"sd_{r.term1}|{r.group}")
+        else:
+            rows.append((r.group, f"cor__{r.term1}.{r.term2}", r.sdcor))
+            names.append(f"cor_{r.term2}.{r.term1}|{r.group}")
+    frame = pd.DataFrame(rows, columns=["group", "term", "estimate"])
+    frame.insert(0, "effect", "ran_pars")
+    for col in ("std_error", "statistic", "df", "p_value"):
+        frame[col] = np.nan
+    return frame, names
+
+
+def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: bool = False,
+         conf_level: float = 0.95, conf_method: str = "wald", ddf: str | None = None
+         ) -> pd.DataFrame:
+    """One row per parameter, as ``broom.mixed::tidy``.
+
+    Parameters
+    ----------
+    res : LmmResult or GlmmResult
+        A fitted model.
+    effects : tuple of {"fixed", "ran_pars"}
+        Which parameters to list.
+    conf_int : bool, default False
+        Add ``conf_low`` and ``conf_high`` (NaN otherwise).
+    conf_level : float
+        Confidence level of the intervals.
+    conf_method : {"wald", "profile", "bootstrap"}
+        Passed to ``res.confint``; Wald intervals exist only for fixed effects (as lme4's).
+    ddf : str, optional
+        Denominator degrees of freedom of the fixed-effect tests when the result supports
+        them (``"satterthwaite"``, ``"kenward-roger"``, ``"asymptotic"``); by default the
+        result's own default (Satterthwaite for LMMs, z tests for GLMMs).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``effect, group, term, estimate, std_error, statistic, df, p_value,
+        conf_low, conf_high``.
+    """
+    unknown = set(effects) - {"fixed", "ran_pars"}
+    if unknown:
+        raise ValueError(f"unknown effects {sorted(unknown)}; use 'fixed' and/or 'ran_pars'")
+    parts, ci_names = [], []
+    if "fixed" in effects:
+        fixed = _fixed_rows(res, ddf)
+        parts.append(fixed)
+        ci_names += list(fixed["term"])
+    if "ran_pars" in effects:
+        ran, names = _ran_pars_rows(res)
+        parts.append(ran)
+        ci_names += names
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=TIDY_COLUMNS)
+    out["conf_low"] = np.nan
+    out["conf_high"] = np.nan
+    if conf_int and len(out):
+        ci = res.confint(method=conf_method, level=conf_level)
+        lower = ci.iloc[:, 0].reindex(ci_names).to_numpy(float)
+        upper = ci.iloc[:, 1].reindex(ci_names).to_numpy(float)
+        out["conf_low"], out["conf_high"] = lower, upper
+    out["group"] = out["group"].astype(object)
+    return out[TIDY_COLUMNS]
+
+
+def glance(res) -> pd.DataFrame:
+    """One row per model, as ``broom.mixed::glance``.
+
+    Columns: ``nobs, sigma, loglik, aic, bic, deviance, objective, df_residual, npar,
+    converged, singular`` (``sigma`` is NaN for families without a dispersion parameter).
+    """
+    sigma = getattr(res, "sigma", float("nan"))
+    row = {"nobs": int(res.nobs), "sigma": float(sigma) if sigma is not None else np.nan,
+           "loglik": float(res.loglik), "aic": float(res.aic), "bic": float(res.bic),
+           "deviance": float(getattr(res, "deviance", np.nan)),
+           "objective": float(getattr(res, "objective", np.nan)),
+           "df_residual": int(res.nobs - res.npar), "npar": int(res.npar),
+           "converged": bool(res.converged), "singular": bool(res.singular)}
+    return pd.DataFrame([row])

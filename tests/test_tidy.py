@@ -1,0 +1,77 @@
+"""tidy() and glance() as broom.mixed, and notebook HTML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+import mixedfx
+from mixedfx.tidy import TIDY_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def fit():
+    return mixedfx.lmm("Reaction ~ Days + (Days | Subject)", mixedfx.datasets.load("sleepstudy"))
+
+
+def test_tidy_rows_and_names_as_broom_mixed(fit):
+    t = fit.tidy()
+    assert list(t.columns) == TIDY_COLUMNS
+    assert list(t["effect"]) == ["fixed"] * 2 + ["ran_pars"] * 4
+    assert list(t["term"]) == ["(Intercept)", "Days", "sd__(Intercept)", "sd__Days",
+                               "cor__(Intercept).Days", "sd__Observation"]
+    assert list(t["group"][2:]) == ["Subject"] * 3 + ["Residual"]
+    np.testing.assert_allclose(t["estimate"][:2], fit.fixef.to_numpy())
+    np.testing.assert_allclose(t["std_error"][:2], fit.se.to_numpy())
+    np.testing.assert_allclose(t["estimate"][2:], fit.varcorr["sdcor"].to_numpy())
+    assert t["conf_low"].isna().all()
+    fixed = t[t.effect == "fixed"]
+    assert np.all(fixed["p_value"] < 1e-6) and np.all(fixed["df"] > 0)
+
+
+def test_tidy_wald_and_profile_intervals(fit):
+    wald = fit.tidy(conf_int=True)
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(wald["conf_low"][:2], fit.fixef - z * fit.se, rtol=1e-10)
+    assert wald["conf_low"][2:].isna().all()  # Wald: no intervals for variance parameters
+    prof = fit.tidy(conf_int=True, conf_method="profile", effects=("ran_pars",))
+    ci = fit.confint(method="profile")
+    assert prof["conf_low"].tolist() == pytest.approx(
+        ci.loc[["sd_(Intercept)|Subject", "sd_Days|Subject", "cor_Days.(Intercept)|Subject",
+                "sigma"]].iloc[:, 0].tolist())
+
+
+def test_tidy_rejects_unknown_effects(fit):
+    with pytest.raises(ValueError, match="unknown effects"):
+        fit.tidy(effects=("random",))
+
+
+def test_glance_one_row(fit):
+    g = fit.glance()
+    assert g.shape[0] == 1
+    row = g.iloc[0]
+    assert row["nobs"] == 180 and row["npar"] == 6 and row["df_residual"] == 174
+    assert row["loglik"] == pytest.approx(fit.loglik)
+    assert row["aic"] == pytest.approx(fit.aic) and row["sigma"] == pytest.approx(fit.sigma)
+    assert bool(row["converged"]) and not bool(row["singular"])
+
+
+def test_html_of_result_and_summary(fit):
+    html = fit._repr_html_()
+    assert "<table" in html and "Random effects" in html and "Fixed effects" in html
+    assert "Reaction ~ Days + (Days | Subject)" in html and "sd__" not in html
+    bodies = [part.split("</tbody>")[0] for part in html.split("<tbody>")[1:]]
+    assert [b.count("</tr>") for b in bodies] == [1, 4, 2]  # fit, random, fixed rows
+    summary = fit.summary()
+    assert isinstance(summary, str) and summary == str(fit)
+    assert summary._repr_html_().startswith("<pre")
+    assert "&lt;" not in summary._repr_html_() or "<" in summary
+
+
+def test_html_flags_non_convergence(fit):
+    from dataclasses import replace
+
+    bad = replace(fit, converged=False, singular=True)
+    html = bad._repr_html_()
+    assert "did not converge" in html and "singular" in html
