@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import sys
+import time
 import warnings
 
 import pandas as pd
@@ -30,6 +33,41 @@ def read_data(source: str) -> tuple[pd.DataFrame, str]:
                            f"{exc.args[0]}") from exc
 
 
+_STRUCTURE_CALL = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*(?:\((.*)\))?\s*$")
+
+
+def parse_structure(text: str, option: str) -> object:
+    """A residual structure from its command-line spelling, without evaluating code.
+
+    ``AR1``, ``AR1(group=Mare)``, ``CAR1(time=Time, group=Subject)``, ``CompSymm(Subject)``,
+    ``VarIdent(Sex)``, ``VarPower(fitted)``: positional arguments fill the fields in order.
+    """
+    from . import residual
+
+    allowed = {"--correlation": ("AR1", "CAR1", "CompSymm"),
+               "--variance": ("VarIdent", "VarPower")}[option]
+    match = _STRUCTURE_CALL.match(text)
+    if match is None or match.group(1) not in allowed:
+        raise MixedFXError(f"{option} '{text}' is not understood: use one of "
+                           f"{', '.join(allowed)}, e.g. {allowed[0]}(group=Subject)")
+    cls = getattr(residual, match.group(1))
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs: dict[str, str] = {}
+    args = [a.strip() for a in (match.group(2) or "").split(",") if a.strip()]
+    for k, arg in enumerate(args):
+        key, sep, value = arg.partition("=")
+        key, value = (key.strip(), value.strip()) if sep else (names[min(k, len(names) - 1)],
+                                                                 arg)
+        if key not in names:
+            raise MixedFXError(f"{option}: {cls.__name__} has no argument '{key}'; its "
+                               f"arguments are {', '.join(names)}")
+        kwargs[key] = value.strip("'\"")
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise MixedFXError(f"{option} '{text}': {exc}") from None
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixedfx", description="Fit mixed models with lme4 "
                                      "formulas.")
@@ -43,6 +81,16 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print the result as JSON")
     fit.add_argument("--confint", choices=["profile", "wald", "bootstrap"],
                      help="also print 95%% confidence intervals (lme4's confint)")
+    fit.add_argument("--correlation", metavar="STRUCTURE",
+                     help="residual correlation: AR1, CAR1(time=t), CompSymm, with group=g")
+    fit.add_argument("--variance", metavar="FUNCTION", action="append",
+                     help="residual variance function: VarIdent(column) or VarPower(covariate)"
+                          "; may be repeated")
+    fit.add_argument("--plot", choices=["caterpillar", "residuals", "profile", "group_lines"],
+                     help="also draw a plot of the fit (needs matplotlib)")
+    fit.add_argument("--out", help="image file of --plot (default: <plot>.png)")
+    fit.add_argument("--save", metavar="PATH", help="save the fitted result (mixedfx.load)")
+    fit.add_argument("--quiet", action="store_true", help="no progress messages on stderr")
     sub.add_parser("datasets", help="list the bundled data sets")
     return parser
 
@@ -50,15 +98,42 @@ def _parser() -> argparse.ArgumentParser:
 def _fit(args: argparse.Namespace) -> int:
     from .lmm import lmm
 
+    def progress(message: str) -> None:
+        if not args.quiet:
+            print(message, file=sys.stderr, flush=True)
+
+    correlation = parse_structure(args.correlation, "--correlation") if args.correlation \
+        else None
+    variance = [parse_structure(v, "--variance") for v in args.variance or []] or None
     data, name = read_data(args.data)
+    start = time.perf_counter()
+    if len(data) >= 100_000:
+        progress(f"fitting {len(data):,} rows ...")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         res = lmm(args.formula, data, reml=not args.ml, weights=args.weights,
-                  offset=args.offset, data_name=name)
+                  offset=args.offset, correlation=correlation, variance=variance,
+                  data_name=name)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    ci = res.confint(method=args.confint, seed=1) if args.confint == "bootstrap" else \
-        res.confint(method=args.confint) if args.confint else None
+    if len(data) >= 100_000:
+        progress(f"fitted in {time.perf_counter() - start:.2f} s "
+                 f"({res.optsum.feval} evaluations)")
+    ci = None
+    if args.confint:
+        if args.confint != "wald":
+            progress(f"computing {args.confint} intervals ...")
+        ci = res.confint(method=args.confint, seed=1) if args.confint == "bootstrap" else \
+            res.confint(method=args.confint)
+    if args.plot:
+        from . import plot
+
+        out = args.out or f"{args.plot}.png"
+        getattr(plot, args.plot)(res).savefig(out, dpi=110)
+        progress(f"wrote {out}")
+    if args.save:
+        res.save(args.save)
+        progress(f"saved the result to {args.save}")
     if args.json:
         out = res.to_dict()
         if ci is not None:
@@ -87,6 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     except MixedFXError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional dependency (matplotlib for --plot)
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    except OSError as exc:  # output files
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":  # pragma: no cover

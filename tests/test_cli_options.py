@@ -1,0 +1,81 @@
+"""Every option of `mixedfx fit`, and bad input: exit codes and messages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import mixedfx
+from mixedfx.cli import main, parse_structure
+
+
+def test_correlation_and_variance_options(capsys):
+    code = main(["fit", "distance ~ age + Sex + (1 | Subject)", "--data", "Orthodont",
+                 "--correlation", "AR1", "--variance", "VarIdent(Sex)", "--json", "--quiet"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    orthodont = mixedfx.datasets.load("Orthodont")
+    ref = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", orthodont,
+                      correlation=mixedfx.AR1(), variance=mixedfx.VarIdent("Sex"))
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-12)
+
+
+def test_parse_structure_spellings():
+    assert parse_structure("AR1(group=Mare)", "--correlation") == mixedfx.AR1(group="Mare")
+    assert parse_structure("CAR1(time=Time, group='Subject')", "--correlation") == \
+        mixedfx.CAR1(group="Subject", time="Time")
+    assert parse_structure("VarIdent(Sex)", "--variance") == mixedfx.VarIdent("Sex")
+    assert parse_structure("VarPower", "--variance") == mixedfx.VarPower()
+    with pytest.raises(mixedfx.MixedFXError, match="use one of AR1, CAR1, CompSymm"):
+        parse_structure("VarIdent(Sex)", "--correlation")
+    with pytest.raises(mixedfx.MixedFXError, match="has no argument 'lag'"):
+        parse_structure("AR1(lag=2)", "--correlation")
+    with pytest.raises(mixedfx.MixedFXError, match="not understood"):
+        parse_structure("__import__('os')", "--correlation")
+
+
+def test_plot_and_save(tmp_path, capsys):
+    out, saved = tmp_path / "cat.png", tmp_path / "fit.mfx.json"
+    code = main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", "sleepstudy",
+                 "--plot", "caterpillar", "--out", str(out), "--save", str(saved)])
+    assert code == 0
+    assert out.stat().st_size > 1000
+    err = capsys.readouterr().err
+    assert "wrote" in err and "saved" in err
+    loaded = mixedfx.load(saved)
+    assert loaded.formula == "Reaction ~ Days + (Days | Subject)"
+
+
+def test_ml_weights_offset_and_parquet(tmp_path, capsys):
+    sleep = mixedfx.datasets.load("sleepstudy").assign(w=1.0, o=0.5)
+    path = tmp_path / "sleep.parquet"
+    sleep.to_parquet(path)
+    code = main(["fit", "Reaction ~ Days + (1 | Subject)", "--data", str(path), "--ml",
+                 "--weights", "w", "--offset", "o", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = mixedfx.lmm("Reaction ~ Days + (1 | Subject)", sleep, reml=False, offset="o")
+    assert out["reml"] is False
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-10)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["fit", "y ~ x + (1 | g)", "--data", "missing.csv"], "neither a file nor a bundled"),
+    (["fit", "Reaction ~ Days + (1 | Subject", "--data", "sleepstudy"], "unclosed '('"),
+    (["fit", "Reaction ~ Dayz + (1 | Subject)", "--data", "sleepstudy"], "Did you mean 'Days'"),
+    (["fit", "Reaction ~ Days + (1 | Subject)", "--data", "sleepstudy", "--correlation",
+      "AR2"], "not understood"),
+])
+def test_bad_input_exits_2_with_a_message(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_unknown_option_and_choice_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "Reaction ~ Days + (1 | Subject)", "--data", "sleepstudy", "--plot",
+              "pie"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'pie'" in capsys.readouterr().err
