@@ -3,6 +3,9 @@
 The CSV files were written from the R packages that distribute them (lme4, nlme); see
 ``data/PROVENANCE.md``. Factor columns are returned as pandas categoricals with R's level
 order, so that term names (``service1``, ``SexFemale``) match lme4's output.
+
+:mod:`mixedfx.datasets.simulate` draws the simulated data sets of the worked examples
+(students in schools, nested districts, crossed patents, income slopes, binary outcomes).
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ from importlib import resources
 
 import pandas as pd
 
-__all__ = ["load", "names", "provenance"]
+from . import simulate
+
+__all__ = ["load", "names", "provenance", "simulate"]
 
 
 def _data_dir():
