@@ -15,6 +15,7 @@ from .errors import (
     RankDeficiencyWarning,
     SingularFitWarning,
 )
+from .glmm import GlmmResult, glmm
 from .inference.compare import compare
 from .inference.decomposition import anova_table
 from .io import load
@@ -28,5 +29,5 @@ __all__ = [
     "AR1", "CAR1", "CompSymm", "VarIdent", "VarPower",
     "ConvergenceWarning", "DataError", "FormulaError", "LmmResult", "MissingDataWarning",
     "MixedFXError", "RankDeficiencyWarning", "SingularFitWarning", "datasets", "lmm",
-    "anova_table", "compare", "load",
+    "anova_table", "compare", "load", "glmm", "GlmmResult",
 ]

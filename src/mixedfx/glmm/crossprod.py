@@ -1,0 +1,96 @@
+"""The LMM engine's cross-product blocks, refilled in place for new weights and response.
+
+A PIRLS step is a weighted penalized least-squares solve with IRLS weights w and working
+response z: the engine's input [Z X z]'W[Z X z] changes values but not sparsity. The
+structure (which remainder columns each level of the first term touches, the engine's
+elimination tables) is built once by :func:`mixedfx.linalg.blocks.build_blocks`; each
+:meth:`WeightedCrossprod.update` recomputes the values with weighted ``bincount`` sums into the
+same arrays, so the :class:`~mixedfx.linalg.pls.PlsFactorizer` built on them stays valid.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..design import ReTerm
+from ..linalg.blocks import Blocks, build_blocks
+
+
+class WeightedCrossprod:
+    """Cross-product blocks of [Z X z] in engine order, refillable for new (w, z).
+
+    Parameters
+    ----------
+    terms : list of ReTerm
+        Engine order.
+    X : numpy.ndarray
+        (n, p) fixed-effects columns inside the solve (p = 0 when beta is held fixed).
+    """
+
+    def __init__(self, terms: list[ReTerm], X: np.ndarray) -> None:
+        n = X.shape[0]
+        self.terms, self.X, self.n = terms, X, n
+        self.blocks: Blocks = build_blocks(terms, X, np.zeros(n), np.ones(n))
+        b = self.blocks
+        first = terms[0]
+        self.c1, self.Z1, self.l1 = first.codes, first.Z, first.nlevels
+        p1 = first.dim
+        rest, offsets, off = [], [], 0
+        for t in terms[1:]:
+            offsets.append(off)
+            for j in range(t.dim):
+                rest.append((off + t.codes * t.dim + j, t.Z[:, j]))
+            off += t.nlevels * t.dim
+        self.m_r = m_r = off
+        self.rest = rest
+        pxy = X.shape[1] + 1
+        # A21: positions in A21_val of the (level, rest column) pairs, as build_blocks lays
+        # them out (sorted keys, then the dense X, z columns of each level)
+        ptr = b.A21_ptr
+        if rest:
+            keys = np.concatenate([self.c1 * m_r + col for col, _ in rest])
+            uniq, self.a21_inv = np.unique(keys, return_inverse=True)
+            rlev = uniq // m_r
+            self.a21_prod = [np.concatenate([self.Z1[:, a] * z for _, z in rest])
+                             for a in range(p1)]
+            self.a21_rows = np.tile(np.arange(n), len(rest))
+        else:
+            uniq = rlev = np.zeros(0, dtype=np.int64)
+        self.n_uniq = len(uniq)
+        rcount = np.bincount(rlev, minlength=self.l1)
+        rstart = np.concatenate([[0], np.cumsum(rcount)])
+        self.a21_pos = ptr[rlev] + np.arange(len(rlev)) - rstart[rlev]
+        self.dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
+        if rest:
+            self.rr_flat = np.concatenate([ci * m_r + cj for ci, _ in rest for cj, _ in rest])
+            self.rr_prod = np.concatenate([zi * zj for _, zi in rest for _, zj in rest])
+            self.rr_rows = np.tile(np.arange(n), len(rest) ** 2)
+
+    def update(self, w: np.ndarray, z: np.ndarray) -> Blocks:
+        """Refill the blocks in place with weights ``w`` and response ``z``."""
+        b, c1, Z1, l1, m_r = self.blocks, self.c1, self.Z1, self.l1, self.m_r
+        p1 = Z1.shape[1]
+        XY = np.column_stack([self.X, z]) if self.X.shape[1] else z[:, None]
+        WXY = XY * w[:, None]
+        for a in range(p1):
+            wz = w * Z1[:, a]
+            for c in range(a + 1):
+                b.A11[:, a, c] = b.A11[:, c, a] = np.bincount(c1, wz * Z1[:, c], minlength=l1)
+            if self.rest:
+                b.A21_val[self.a21_pos, a] = np.bincount(
+                    self.a21_inv, w[self.a21_rows] * self.a21_prod[a], minlength=self.n_uniq)
+            for t in range(XY.shape[1]):
+                b.A21_val[self.dense_pos[:, t], a] = np.bincount(c1, Z1[:, a] * WXY[:, t],
+                                                                 minlength=l1)
+        A22 = b.A22
+        if self.rest:
+            A22[:m_r, :m_r] = np.bincount(self.rr_flat, w[self.rr_rows] * self.rr_prod,
+                                          minlength=m_r * m_r).reshape(m_r, m_r)
+            cross = np.zeros((XY.shape[1], m_r))
+            for col, zr in self.rest:
+                for t in range(XY.shape[1]):
+                    cross[t] += np.bincount(col, zr * WXY[:, t], minlength=m_r)
+            A22[m_r:, :m_r] = cross
+            A22[:m_r, m_r:] = cross.T
+        A22[m_r:, m_r:] = XY.T @ WXY
+        return b

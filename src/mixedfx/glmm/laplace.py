@@ -1,0 +1,253 @@
+"""Laplace fit of a GLMM (lme4's ``glmer`` with nAGQ = 0 or 1).
+
+1. nAGQ = 0 stage: theta is optimized with beta solved inside PIRLS (fast, approximate).
+2. nAGQ = 1 stage (unless ``n_agq=0``): BOBYQA over (theta, beta) from the first stage's
+   estimates, PIRLS for u only at each point; beta is searched in units of its approximate
+   standard error from stage 1 (the deviance is the same function; only the optimizer's
+   coordinates are scaled).
+3. Standard errors from a central finite-difference Hessian (step 1e-4, lme4's ``deriv12``)
+   of the deviance in (theta, beta): vcov(beta) = the beta block of 2 H^-1, as lme4 does
+   by default for fits with fewer than 10,000 observations; otherwise (or when the Hessian
+   is not positive definite) from the penalized system at the optimum.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConvergenceWarning
+from ..optimize import OptSummary, minimize
+from .model import GlmmModel
+from .pirls import PirlsEngine, PirlsError, PirlsState
+
+HESSIAN_NOBS_MAX = 10_000
+HESSIAN_STEP = 1e-4
+
+
+@dataclass(frozen=True, eq=False)
+class LaplaceFit:
+    """Outcome of the Laplace optimization.
+
+    Attributes
+    ----------
+    theta, beta : numpy.ndarray
+        Estimates (theta in display order).
+    state : PirlsState
+        Conditional modes at the estimates.
+    deviance : float
+        Laplace approximation to -2 log L at the estimates (all constants).
+    vcov : numpy.ndarray
+        Covariance of beta.
+    vcov_method : str
+        ``"hessian"`` or ``"pls"``.
+    opt0, opt : OptSummary or None
+        The nAGQ = 0 and nAGQ = 1 optimizations (``opt`` None for n_agq = 0).
+    engine : PirlsEngine
+        The u-only PIRLS engine (nAGQ = 1), or the beta-inside one for n_agq = 0.
+    hessian : numpy.ndarray or None
+        Finite-difference Hessian of the deviance in (theta, beta).
+    """
+
+    theta: np.ndarray
+    beta: np.ndarray
+    state: PirlsState
+    deviance: float
+    vcov: np.ndarray
+    vcov_method: str
+    opt0: OptSummary
+    opt: OptSummary | None
+    engine: PirlsEngine
+    hessian: np.ndarray | None
+
+
+def glm_beta(model: GlmmModel, maxit: int = 25, tol: float = 1e-8) -> np.ndarray:
+    """Fixed effects of the GLM without random effects (IRLS from the family's mustart)."""
+    fam, y, a, X, off = model.family, model.y, model.prior, model.X, model.offset
+    eta = fam.linkfun(fam.mustart(y, a))
+    beta = np.linalg.lstsq(X, eta - off, rcond=None)[0]
+    dev_old = np.inf
+    for _ in range(maxit):
+        mu = fam.linkinv(eta)
+        d = fam.mu_eta(eta)
+        w = a * d * d / fam.variance(mu)
+        z = eta - off + (y - mu) / d
+        XtW = X.T * w
+        try:
+            beta = np.linalg.solve(XtW @ X, XtW @ z)
+        except np.linalg.LinAlgError:
+            break
+        eta = off + X @ beta
+        dev = float(np.sum(fam.dev_resids(y, fam.linkinv(eta), a)))
+        if abs(dev - dev_old) < tol * (abs(dev) + 0.1):
+            break
+        dev_old = dev
+    return beta
+
+
+class _Objective:
+    """The deviance as a function of the optimizer's parameters, warm-starting PIRLS from
+    the last modes; a PIRLS failure gives +inf (the optimizer backs off) and is counted."""
+
+    def __init__(self, engine: PirlsEngine, model: GlmmModel, beta_free: bool,
+                 beta0: np.ndarray, beta_scale: np.ndarray | None = None) -> None:
+        self.engine, self.model = engine, model
+        self.beta_free, self.beta0 = beta_free, np.asarray(beta0, float)
+        self.scale = beta_scale
+        self.ntheta = len(model.theta_lower)
+        self.u = None
+        self.beta_last = self.beta0.copy()
+        self.failures = 0
+        self.last_error: PirlsError | None = None
+
+    def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        theta = np.asarray(x[: self.ntheta], float)
+        if self.beta_free:
+            return theta, self.beta_last
+        delta = np.asarray(x[self.ntheta :], float)
+        beta = self.beta0 + (delta * self.scale if self.scale is not None else delta)
+        return theta, beta
+
+    def state(self, x: np.ndarray) -> PirlsState:
+        theta, beta = self.split(x)
+        st = self.engine.run(self.model.tmap.to_engine(theta), beta, self.u)
+        self.u = st.u
+        if self.beta_free:
+            self.beta_last = st.beta
+        return st
+
+    def __call__(self, x: np.ndarray) -> float:
+        try:
+            st = self.state(x)
+        except PirlsError as exc:
+            self.failures += 1
+            self.last_error = exc
+            self.u = None
+            return np.inf
+        return self.engine.laplace(st)
+
+
+def _pls_vcov(engine: PirlsEngine) -> np.ndarray:
+    """(R_X'R_X)^-1 from the last factor of a beta-inside engine."""
+    b = engine.cross.blocks
+    L = np.tril(engine._work)
+    mr, p = b.m_random, b.p
+    LX = L[mr : mr + p, mr : mr + p]
+    inv = np.linalg.inv(LX)
+    return inv.T @ inv
+
+
+def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP) -> np.ndarray:
+    """Central finite-difference Hessian (lme4's ``deriv12`` stencil)."""
+    x = np.asarray(x, float)
+    n = len(x)
+    f0 = fun(x)
+    H = np.empty((n, n))
+    E = np.eye(n) * step
+    for j in range(n):
+        fp, fm = fun(x + E[j]), fun(x - E[j])
+        H[j, j] = (fp - 2 * f0 + fm) / step**2
+        for i in range(j):
+            H[i, j] = H[j, i] = (fun(x + E[i] + E[j]) - fun(x + E[i] - E[j])
+                                 - fun(x - E[i] + E[j]) + fun(x - E[i] - E[j])) / (4 * step**2)
+    return H
+
+
+def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None,
+                theta0: np.ndarray | None = None, beta0: np.ndarray | None = None
+                ) -> LaplaceFit:
+    """Fit by the Laplace approximation (``n_agq`` 1) or its nAGQ = 0 variant.
+
+    Parameters
+    ----------
+    model : GlmmModel
+    n_agq : {0, 1}
+    control : dict, optional
+        ``optimizer`` ("bobyqa"), ``xtol_abs`` (1e-6), ``maxeval``, ``hessian`` (None: when
+        fewer than 10,000 observations, as lme4; True / False to force).
+    theta0, beta0 : numpy.ndarray, optional
+        Starting values (display-order theta); the GLM's beta and theta = identity by default.
+    """
+    settings = dict(control or {})
+    optimizer = settings.pop("optimizer", "bobyqa")
+    use_hessian = settings.pop("hessian", None)
+    xtol = settings.pop("xtol_abs", 1e-6)
+    maxeval = settings.pop("maxeval", 100_000)
+    if settings:
+        raise ValueError(f"unknown control setting(s) {', '.join(sorted(settings))}; use "
+                         "optimizer, xtol_abs, maxeval, hessian")
+    lower_theta = model.theta_lower
+    start_theta = model.theta_initial if theta0 is None else np.asarray(theta0, float)
+    start_beta = glm_beta(model) if beta0 is None else np.asarray(beta0, float)
+
+    engine0 = PirlsEngine(model, free_beta=True)
+    obj0 = _Objective(engine0, model, True, start_beta)
+    if not np.isfinite(obj0(start_theta)):
+        raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
+    opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer,
+                    initial_step=0.2 if theta0 is None else 0.05,
+                    xtol_abs=1e-4 if n_agq else xtol, maxeval=maxeval)
+    theta_hat = np.asarray(opt0.final)
+    try:
+        obj0.u = None
+        state0 = obj0.state(theta_hat)
+    except PirlsError as exc:
+        raise PirlsError(f"at the nAGQ=0 estimates: {exc}") from exc
+    vcov0 = _pls_vcov(engine0)
+    if n_agq == 0:
+        _warn_optimizer(opt0, obj0)
+        return LaplaceFit(theta=theta_hat, beta=state0.beta, state=state0,
+                          deviance=engine0.laplace(state0), vcov=vcov0, vcov_method="pls",
+                          opt0=opt0, opt=None, engine=engine0, hessian=None)
+
+    beta1 = state0.beta
+    scale = np.sqrt(np.maximum(np.diag(vcov0), 1e-12))
+    engine = PirlsEngine(model, free_beta=False)
+    obj = _Objective(engine, model, False, beta1, scale)
+    obj.u = state0.u
+    ntheta = len(theta_hat)
+    x0 = np.concatenate([theta_hat, np.zeros(len(beta1))])
+    lower = np.concatenate([lower_theta, np.full(len(beta1), -np.inf)])
+    opt = minimize(obj, x0, lower, optimizer=optimizer, initial_step=0.1, xtol_abs=xtol,
+                   maxeval=maxeval)
+    _warn_optimizer(opt, obj)
+    x = np.asarray(opt.final)
+    theta, beta = obj.split(x)
+    state = obj.state(x)
+    dev = engine.laplace(state)
+
+    H, vcov, how = None, None, "pls"
+    if use_hessian or (use_hessian is None and len(model.y) < HESSIAN_NOBS_MAX):
+        # Hessian in (theta, beta) on the deviance's own scale, as lme4
+        def unscaled(z: np.ndarray) -> float:
+            return obj(np.concatenate([z[:ntheta], (z[ntheta:] - beta1) / scale]))
+
+        H = hessian(unscaled, np.concatenate([theta, beta]))
+        obj.u = state.u
+        try:
+            Hinv = np.linalg.inv(H)
+            vb = 2 * Hinv[ntheta:, ntheta:]
+            if np.all(np.linalg.eigvalsh(H) > 0) and np.all(np.isfinite(vb)):
+                vcov, how = (vb + vb.T) / 2, "hessian"
+        except np.linalg.LinAlgError:
+            pass
+        if vcov is None:
+            warnings.warn("the Hessian of the deviance in (theta, beta) is not positive "
+                          "definite at the estimates: the fit may not be at a minimum; "
+                          "standard errors come from the penalized system instead",
+                          ConvergenceWarning, stacklevel=3)
+    if vcov is None:
+        engine0.run(model.tmap.to_engine(theta), beta, state.u)
+        vcov = _pls_vcov(engine0)
+    return LaplaceFit(theta=theta, beta=beta, state=state, deviance=dev, vcov=vcov,
+                      vcov_method=how, opt0=opt0, opt=opt, engine=engine, hessian=H)
+
+
+def _warn_optimizer(opt: OptSummary, obj: _Objective) -> None:
+    if not opt.converged:
+        extra = f"; last PIRLS failure: {obj.last_error}" if obj.last_error else ""
+        warnings.warn(f"the optimizer did not converge (status {opt.status} after {opt.feval} "
+                      f"evaluations){extra}: the estimates may not be the optimum",
+                      ConvergenceWarning, stacklevel=4)

@@ -1,0 +1,252 @@
+"""Penalized iteratively reweighted least squares (PIRLS) for the conditional modes.
+
+At covariance parameters theta (and fixed effects beta), the conditional modes u of the
+spherical random effects minimize the penalized deviance
+
+    pdev(u) = sum_i d(y_i, mu_i) + |u|^2,   mu = g^-1(offset + X beta + Z Lambda u).
+
+Each PIRLS step is one weighted penalized least-squares solve of the LMM engine: IRLS weights
+w = a mu_eta^2 / V(mu) and the working response z = eta - offset - X beta + (y - mu)/mu_eta
+go into the engine's cross-product blocks, the blocked Cholesky factor gives the new modes,
+and the step is halved while the penalized deviance grows (lme4's ``pwrssUpdate``). With
+``beta`` left free (lme4's nAGQ = 0), beta is solved in the same system.
+
+The Laplace approximation to -2 log L is then
+
+    ldL2 + pdev(u) - 2 sum_i log p(y_i | mu_i, saturated constants)     (lme4's ``Laplace``),
+
+with every normalizing constant (see :meth:`PirlsEngine.laplace`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+from ..design.reterm import theta_to_factor
+from ..errors import MixedFXError
+from ..linalg.blocks import Blocks
+from ..linalg.pls import PlsFactorizer
+from .crossprod import WeightedCrossprod
+from .model import GlmmModel
+
+MAXIT = 50
+MAX_HALVINGS = 20
+TOL = 1e-15  # relative change of the penalized deviance (rounding level)
+UTOL = 1e-11  # largest change of a mode (spherical scale) or of beta
+
+
+class PirlsError(MixedFXError):
+    """PIRLS could not find the conditional modes (message names the failing step)."""
+
+
+@dataclass(frozen=True, eq=False)
+class PirlsState:
+    """Conditional modes at one theta (engine order).
+
+    Attributes
+    ----------
+    u : tuple of numpy.ndarray
+        Spherical modes per term (engine order), shape (levels, dim).
+    beta : numpy.ndarray
+        Fixed effects used (or found, for nAGQ = 0).
+    eta, mu : numpy.ndarray
+        Linear predictor (with offset) and means at the modes.
+    weights : numpy.ndarray
+        IRLS weights of the last factorization.
+    ldL2 : float
+        log det(Lambda'Z'WZ Lambda + I) of the last factorization.
+    sqrL : float
+        |u|^2.
+    dev : float
+        sum of the deviance residuals at the modes.
+    ldRX2 : float
+        log det of X's block (nAGQ = 0 only; 0 otherwise).
+    iterations : int
+    """
+
+    u: tuple[np.ndarray, ...]
+    beta: np.ndarray
+    eta: np.ndarray
+    mu: np.ndarray
+    weights: np.ndarray
+    ldL2: float
+    sqrL: float
+    dev: float
+    ldRX2: float
+    iterations: int
+
+    @property
+    def pdev(self) -> float:
+        return self.dev + self.sqrL
+
+
+def _modes(fz: PlsFactorizer, blocks: Blocks, f) -> tuple[list[np.ndarray], np.ndarray, float,
+                                                          float]:
+    """Spherical modes per term, beta (if X is in the system), ldL2 and ldRX2 from a factor."""
+    L = f.L
+    mr, p, factors = blocks.m_random, blocks.p, f.factors
+    if blocks.m > 1:
+        x2 = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T",
+                              check_finite=False)
+    else:
+        x2 = np.zeros(0)
+    u_rest, beta = x2[:mr], x2[mr : mr + p]
+    u = [None]
+    z = []
+    for k, off in enumerate(blocks.offsets):
+        lk, pk = blocks.nlevels[k + 1], blocks.dims[k + 1]
+        uk = u_rest[off : off + lk * pk].reshape(lk, pk)
+        u.append(uk)
+        z.append((uk @ factors[k + 1].T).ravel())
+    zvec = np.concatenate(z + [beta, [-1.0]])
+    T1 = factors[0]
+    l1, p1 = blocks.nlevels[0], T1.shape[0]
+    contrib = blocks.A21_val * zvec[blocks.A21_idx][:, None]
+    level = fz._level if hasattr(fz, "_level") else None
+    if level is None:
+        level = np.repeat(np.arange(l1), np.diff(blocks.A21_ptr))
+        fz._level = level
+    rhs = -np.stack([np.bincount(level, contrib[:, a], minlength=l1) for a in range(p1)],
+                    axis=1) @ T1
+    if p1 == 1:
+        M = T1[0, 0] ** 2 * blocks.A11[:, 0, 0] + 1.0
+        u[0] = rhs / M[:, None]
+    else:
+        M = np.einsum("ca,jcd,db->jab", T1, blocks.A11, T1) + np.eye(p1)
+        u[0] = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+    diag = np.diagonal(L)
+    ldL2 = float(f.logdet_first + 2 * np.sum(np.log(diag[:mr])))
+    ldRX2 = float(2 * np.sum(np.log(diag[mr : mr + p])))
+    return u, beta, ldL2, ldRX2
+
+
+class PirlsEngine:
+    """PIRLS for one model; ``free_beta`` puts beta into the solve (lme4's nAGQ = 0).
+
+    Parameters
+    ----------
+    model : GlmmModel
+    free_beta : bool
+    """
+
+    def __init__(self, model: GlmmModel, free_beta: bool) -> None:
+        self.model = model
+        self.free_beta = free_beta
+        self.terms = model.engine_terms
+        n = len(model.y)
+        X = model.X if free_beta else np.zeros((n, 0))
+        self.cross = WeightedCrossprod(self.terms, X)
+        self.fz = PlsFactorizer(self.cross.blocks)
+        self._work = np.empty_like(self.cross.blocks.A22)
+        fam = model.family
+        self.fixed_dispersion = fam.fixed_dispersion
+        y, a = model.y, model.prior
+        # -2 log p(y | mu) = sum d(y, mu) + constant (fixed dispersion): the saturated part
+        self.constant = float(-2 * np.sum(fam.loglik(y, np.asarray(y, float), a)))
+
+    def factors(self, theta_engine: np.ndarray) -> list[np.ndarray]:
+        out, start = [], 0
+        for t in self.terms:
+            out.append(theta_to_factor(theta_engine[start : start + t.ntheta], t.dim))
+            start += t.ntheta
+        return out
+
+    def random_part(self, factors: list[np.ndarray], u) -> np.ndarray:
+        """Z Lambda u on the rows."""
+        out = np.zeros(len(self.model.y))
+        for t, T, uk in zip(self.terms, factors, u, strict=True):
+            b = uk @ T.T
+            if t.dim == 1:
+                out += t.Z[:, 0] * b[t.codes, 0]
+            else:
+                out += np.einsum("ij,ij->i", t.Z, b[t.codes])
+        return out
+
+    def zero_modes(self) -> tuple[np.ndarray, ...]:
+        return tuple(np.zeros((t.nlevels, t.dim)) for t in self.terms)
+
+    def _pdev(self, eta: np.ndarray, u) -> tuple[float, float, np.ndarray]:
+        fam, m = self.model.family, self.model
+        mu = fam.linkinv(eta)
+        dev = float(np.sum(fam.dev_resids(m.y, mu, m.prior)))
+        sqrL = float(sum(np.sum(uk * uk) for uk in u))
+        return dev, sqrL, mu
+
+    def run(self, theta_engine: np.ndarray, beta: np.ndarray, u0=None, *, tol: float = TOL,
+            utol: float = UTOL, maxit: int = MAXIT) -> PirlsState:
+        """Iterate to the conditional modes at theta (engine order) and beta (the start
+        of beta when it is free).
+
+        Raises
+        ------
+        PirlsError
+            When a factorization fails or step halving cannot reduce the penalized deviance.
+        """
+        m, fam = self.model, self.model.family
+        theta_engine = np.asarray(theta_engine, float)
+        factors = self.factors(theta_engine)
+        u = tuple(np.array(x, float) for x in (u0 if u0 is not None else self.zero_modes()))
+        beta = np.asarray(beta, float).copy()
+        eta = m.offset + m.X @ beta + self.random_part(factors, u)
+        dev, sqrL, mu = self._pdev(eta, u)
+        old = dev + sqrL
+        if not np.isfinite(old):
+            raise PirlsError("PIRLS: the starting linear predictor gives a non-finite deviance "
+                             "(means outside the family's range); check the starting values "
+                             "and the link")
+        for it in range(1, maxit + 1):
+            d = fam.mu_eta(eta)
+            w = m.prior * d * d / fam.variance(mu)
+            fixed = m.offset + (0.0 if self.free_beta else m.X @ beta)
+            z = eta - fixed + (m.y - mu) / d
+            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+                raise PirlsError(f"PIRLS iteration {it}: non-finite IRLS weights or working "
+                                 "response (fitted means at the edge of the family's range)")
+            self.cross.update(w, z)
+            f = self.fz.factor(theta_engine, out=self._work)
+            if not f.ok:
+                raise PirlsError(f"PIRLS iteration {it}: the penalized weighted system is not "
+                                 "positive definite (collinear fixed effects or extreme "
+                                 "weights)")
+            u_new, beta_new, ldL2, ldRX2 = _modes(self.fz, self.cross.blocks, f)
+            step = 1.0
+            for _ in range(MAX_HALVINGS + 1):
+                u_try = tuple(a + step * (b - a) for a, b in zip(u, u_new, strict=True))
+                b_try = beta + step * (beta_new - beta) if self.free_beta else beta
+                eta_try = m.offset + m.X @ b_try + self.random_part(factors, u_try)
+                dev, sqrL, mu_try = self._pdev(eta_try, u_try)
+                pdev = dev + sqrL
+                if np.isfinite(pdev) and pdev <= old * (1 + 1e-12) + 1e-12:
+                    break
+                step /= 2
+            else:
+                raise PirlsError(f"PIRLS iteration {it}: step halving ({MAX_HALVINGS} halvings) "
+                                 f"could not reduce the penalized deviance {old:.6g}; the model "
+                                 "may be separated or the parameters extreme")
+            moved = max([float(np.max(np.abs(a - b))) for a, b in zip(u, u_try, strict=True)]
+                        + ([float(np.max(np.abs(beta - b_try)))] if beta.size else []))
+            change = abs(old - pdev) / max(pdev, 1e-10)
+            u, beta, eta, mu = u_try, b_try, eta_try, mu_try
+            old = pdev
+            # converged when the full step barely moved the modes: the factor (ldL2) was then
+            # computed at the final weights up to O(step)
+            if step == 1.0 and (moved < utol or (it >= 8 and change < tol)):
+                return PirlsState(u=u, beta=beta, eta=eta, mu=mu, weights=w, ldL2=ldL2,
+                                  sqrL=sqrL, dev=dev, ldRX2=ldRX2, iterations=it)
+        raise PirlsError(f"PIRLS did not converge in {maxit} iterations (last relative change "
+                         f"{change:.2g}, last step {moved:.2g})")
+
+    def minus_two_loglik(self, state: PirlsState) -> float:
+        """-2 log p(y | mu) with all constants at the modes' means."""
+        m, fam = self.model, self.model.family
+        if self.fixed_dispersion:
+            return state.dev + self.constant
+        phi = state.dev / float(np.sum(m.prior))
+        return float(-2 * np.sum(fam.loglik(m.y, state.mu, m.prior, phi)))
+
+    def laplace(self, state: PirlsState) -> float:
+        """Laplace approximation to -2 log L: ldL2 + |u|^2 - 2 log p(y | mu)."""
+        return state.ldL2 + state.sqrL + self.minus_two_loglik(state)
