@@ -156,8 +156,8 @@ def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP) -> np.ndarray:
 
 
 def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None,
-                theta0: np.ndarray | None = None, beta0: np.ndarray | None = None
-                ) -> LaplaceFit:
+                theta0: np.ndarray | None = None, beta0: np.ndarray | None = None,
+                engine_factory=None) -> LaplaceFit:
     """Fit by the Laplace approximation (``n_agq`` 1) or its nAGQ = 0 variant.
 
     Parameters
@@ -169,6 +169,10 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
         fewer than 10,000 observations, as lme4; True / False to force).
     theta0, beta0 : numpy.ndarray, optional
         Starting values (display-order theta); the GLM's beta and theta = identity by default.
+    engine_factory : callable, optional
+        ``engine_factory(model)`` builds the u-only engine whose ``laplace(state)`` is the
+        deviance optimized in the second stage (adaptive Gauss-Hermite quadrature passes its
+        own); :class:`PirlsEngine` by default.
     """
     settings = dict(control or {})
     optimizer = settings.pop("optimizer", "bobyqa")
@@ -204,7 +208,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
 
     beta1 = state0.beta
     scale = np.sqrt(np.maximum(np.diag(vcov0), 1e-12))
-    engine = PirlsEngine(model, free_beta=False)
+    engine = (engine_factory(model) if engine_factory is not None
+              else PirlsEngine(model, free_beta=False))
     obj = _Objective(engine, model, False, beta1, scale)
     obj.u = state0.u
     ntheta = len(theta_hat)

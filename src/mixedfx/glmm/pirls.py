@@ -65,6 +65,8 @@ class PirlsState:
     ldRX2 : float
         log det of X's block (nAGQ = 0 only; 0 otherwise).
     iterations : int
+    theta : numpy.ndarray
+        Engine-order theta of the state.
     """
 
     u: tuple[np.ndarray, ...]
@@ -77,6 +79,7 @@ class PirlsState:
     dev: float
     ldRX2: float
     iterations: int
+    theta: np.ndarray
 
     @property
     def pdev(self) -> float:
@@ -235,7 +238,8 @@ class PirlsEngine:
             # computed at the final weights up to O(step)
             if step == 1.0 and (moved < utol or (it >= 8 and change < tol)):
                 return PirlsState(u=u, beta=beta, eta=eta, mu=mu, weights=w, ldL2=ldL2,
-                                  sqrL=sqrL, dev=dev, ldRX2=ldRX2, iterations=it)
+                                  sqrL=sqrL, dev=dev, ldRX2=ldRX2, iterations=it,
+                                  theta=theta_engine)
         raise PirlsError(f"PIRLS did not converge in {maxit} iterations (last relative change "
                          f"{change:.2g}, last step {moved:.2g})")
 
