@@ -30,6 +30,16 @@ out <- list(
   case("penicillin_crossed", "diameter ~ 1 + (1 | plate) + (1 | sample)", pe,
        data.frame(plate=c("a", "x", "w", "zz"), sample=c("F", "B", "Q", "Q")))
 )
+cb <- rd("cbpp"); cb$herd <- factor(cb$herd); cb$period <- factor(cb$period)
+g <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), data=cb, family=binomial,
+           control=glmerControl(optimizer="bobyqa", optCtrl=list(maxfun=1e5)))
+nd <- data.frame(period=c("1", "2", "3", "4", "1"), herd=c("1", "7", "15", "99", "99"))
+out[[length(out) + 1]] <- list(name="cbpp_glmer",
+  formula="cbind(incidence, size - incidence) ~ period + (1 | herd)", newdata=nd,
+  conditional=unname(predict(g, newdata=nd, allow.new.levels=TRUE, type="response")),
+  conditional_link=unname(predict(g, newdata=nd, allow.new.levels=TRUE)),
+  fixed=unname(predict(g, newdata=nd, re.form=NA, type="response")),
+  fitted=unname(predict(g, type="response")), fixef=as.list(fixef(g)))
 names(out) <- sapply(out, function(x) x$name)
 out$software <- paste("lme4", packageVersion("lme4"))
 write(toJSON(out, auto_unbox=TRUE, digits=NA, pretty=TRUE, dataframe="columns"), "predict_refs.json")
