@@ -166,3 +166,5 @@ def test_docs_example_runs():
     np.testing.assert_allclose(namespace["population"], [0.2234, 0.0978, 0.0869, 0.0574],
                                atol=1e-4)
     assert "-1.3274      0.239  -5.553 38" in namespace["res"].summary()
+    np.testing.assert_allclose(namespace["both"].Laplace, [-1.3985, -0.9923, -1.1287, -1.5803],
+                               atol=2e-4)

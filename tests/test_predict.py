@@ -129,5 +129,8 @@ def test_docs_example_runs():
     exec(compile("\n".join(blocks), "docs/predict.md", "exec"), namespace)
     np.testing.assert_allclose(namespace["cond"], [253.663670, 293.854691, 369.481485,
                                                    293.274249], atol=1e-4)
-    m = namespace["marginal_mean"](namespace["Logit"], namespace["eta"], v=4.0)
+    np.testing.assert_allclose(namespace["table"].to_numpy(),
+                               [[0.3082, 0.198, 0.2161], [0.2705, 0.198, 0.2161],
+                                [0.1980, 0.198, 0.2161]], atol=1e-4)
+    m = namespace["marginal_mean"](namespace["Logit"](), namespace["eta"], v=4.0)
     np.testing.assert_allclose(m, [0.2248, 0.5, 0.7752], atol=1e-4)
