@@ -1,6 +1,8 @@
-"""PQL fits beside MASS::glmmPQL, and predictions on many new rows beside lme4's predict().
+"""PQL fits beside MASS::glmmPQL, glmer.nb beside lme4, and predictions on many new rows
+beside lme4's predict().
 
-Check values: the intercept for PQL fits, the mean prediction for predictions, so the
+Check values: the intercept for PQL fits, theta for the negative binomial, the mean
+prediction for predictions, so the
 columns can be compared for agreement as well as speed.
 """
 
@@ -54,8 +56,16 @@ def _marginal_cbpp(data: pd.DataFrame) -> float:
     return float(res.predict(data, kind="marginal").mean())
 
 
+def _negbin(formula: str):
+    def run(data: pd.DataFrame) -> float:
+        import mixedfx
+
+        return float(mixedfx.glmm(formula, data, family="negbinomial").family_object.theta)
+    return run
+
+
 def cases(quick: bool) -> list[Case]:
-    """PQL on cbpp and on 360 simulated nested counts; predictions for 100,000 rows."""
+    """PQL on cbpp and on 360 simulated nested counts, glmer.nb, predictions for many rows."""
     cbpp = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
     nested = "y ~ x + z + trt + (1 | site/plot)"
     n_new = 10_000 if quick else 100_000
@@ -70,6 +80,11 @@ def cases(quick: bool) -> list[Case]:
              r_code=("m <- glmmPQL(y ~ x + z + trt, random = ~ 1 | site/plot, "
                      "family = poisson, data = d, verbose = FALSE); value <- fixef(m)[[1]]"),
              r_factors=("site", "plot", "trt"), r_packages=("MASS", "nlme"), repeats=5),
+        Case("glmer.nb y ~ x + trt + (1|site), 360 rows", lambda: pd.read_csv(COUNTS),
+             {"mixedfx": _negbin("y ~ x + trt + (1 | site)")},
+             r_code=("m <- glmer.nb(y ~ x + trt + (1 | site), data = d); "
+                     "value <- getME(m, 'glmer.nb.theta')"),
+             r_factors=("site", "trt")),
         Case(f"predict sleepstudy, {n_new:,} new rows (fit + predict)",
              lambda: _new_sleep_rows(n_new), {"mixedfx": _predict_sleep},
              r_code=("m <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy); "
