@@ -155,7 +155,8 @@ def fit_dispersion(fit: LaplaceFit, model: GlmmModel) -> float:
     dispersion lme4's family ``aic`` uses)."""
     if model.family.fixed_dispersion:
         return 1.0
-    return float(fit.state.dev / np.sum(model.prior))
+    dev = np.sum(model.family.dev_resids(model.y, fit.state.mu, model.prior))
+    return float(dev / np.sum(model.prior))
 
 
 def assemble(model: GlmmModel, fit, method: str, n_agq: int,
@@ -190,7 +191,8 @@ def assemble(model: GlmmModel, fit, method: str, n_agq: int,
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="std_error"),
         vcov=pd.DataFrame(vcov, index=names, columns=names), varcorr=varcorr,
         theta=np.asarray(fit.theta, float), loglik=loglik, deviance=float(fit.deviance),
-        conditional_deviance=float(fit.state.dev), aic=-2 * loglik + 2 * npar,
+        conditional_deviance=float(np.sum(fam.dev_resids(model.y, mu, model.prior))),
+        aic=-2 * loglik + 2 * npar,
         bic=-2 * loglik + np.log(n) * npar, npar=npar, nobs=n,
         n_dropped=model.design.n_dropped, ngroups={t.group: t.nlevels for t in model.terms},
         ranef=ranef, ranef_sd=ranef_sd, ranef_cov=ranef_cov, fitted=mu,

@@ -61,7 +61,8 @@ class PirlsState:
     sqrL : float
         |u|^2.
     dev : float
-        sum of the deviance residuals at the modes.
+        -2 sum of the log-likelihood kernel at the modes (the deviance up to a constant in
+        y; see :meth:`~mixedfx.families.Family.kernel`).
     ldRX2 : float
         log det of X's block (nAGQ = 0 only; 0 otherwise).
     iterations : int
@@ -147,8 +148,11 @@ class PirlsEngine:
         fam = model.family
         self.fixed_dispersion = fam.fixed_dispersion
         y, a = model.y, model.prior
-        # -2 log p(y | mu) = sum d(y, mu) + constant (fixed dispersion): the saturated part
-        self.constant = float(-2 * np.sum(fam.loglik(y, np.asarray(y, float), a)))
+        # -2 log p(y | mu) = -2 sum kernel(y, mu) + constant (fixed dispersion)
+        mu0 = fam.mustart(y, a)
+        self.constant = float(-2 * np.sum(fam.loglik(y, mu0, a) - fam.kernel(y, mu0, a)))
+        self._xbeta_key: bytes | None = None
+        self._xbeta = np.zeros(n)
 
     def factors(self, theta_engine: np.ndarray) -> list[np.ndarray]:
         out, start = [], 0
@@ -168,13 +172,21 @@ class PirlsEngine:
                 out += np.einsum("ij,ij->i", t.Z, b[t.codes])
         return out
 
+    def fixed_part(self, beta: np.ndarray) -> np.ndarray:
+        """offset + X beta (cached for the last beta)."""
+        key = np.asarray(beta, float).tobytes()
+        if key != self._xbeta_key:
+            self._xbeta = self.model.offset + self.model.X @ beta
+            self._xbeta_key = key
+        return self._xbeta
+
     def zero_modes(self) -> tuple[np.ndarray, ...]:
         return tuple(np.zeros((t.nlevels, t.dim)) for t in self.terms)
 
     def _pdev(self, eta: np.ndarray, u) -> tuple[float, float, np.ndarray]:
         fam, m = self.model.family, self.model
         mu = fam.linkinv(eta)
-        dev = float(np.sum(fam.dev_resids(m.y, mu, m.prior)))
+        dev = float(-2 * np.sum(fam.kernel(m.y, mu, m.prior)))
         sqrL = float(sum(np.sum(uk * uk) for uk in u))
         return dev, sqrL, mu
 
@@ -193,7 +205,8 @@ class PirlsEngine:
         factors = self.factors(theta_engine)
         u = tuple(np.array(x, float) for x in (u0 if u0 is not None else self.zero_modes()))
         beta = np.asarray(beta, float).copy()
-        eta = m.offset + m.X @ beta + self.random_part(factors, u)
+        xb = self.fixed_part(beta)
+        eta = xb + self.random_part(factors, u)
         dev, sqrL, mu = self._pdev(eta, u)
         old = dev + sqrL
         if not np.isfinite(old):
@@ -203,8 +216,7 @@ class PirlsEngine:
         for it in range(1, maxit + 1):
             d = fam.mu_eta(eta)
             w = m.prior * d * d / fam.variance(mu)
-            fixed = m.offset + (0.0 if self.free_beta else m.X @ beta)
-            z = eta - fixed + (m.y - mu) / d
+            z = eta - (m.offset if self.free_beta else xb) + (m.y - mu) / d
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
                 raise PirlsError(f"PIRLS iteration {it}: non-finite IRLS weights or working "
                                  "response (fitted means at the edge of the family's range)")
@@ -215,11 +227,13 @@ class PirlsEngine:
                                  "positive definite (collinear fixed effects or extreme "
                                  "weights)")
             u_new, beta_new, ldL2, ldRX2 = _modes(self.fz, self.cross.blocks, f)
+            eta_new = (self.fixed_part(beta_new) if self.free_beta else xb) \
+                + self.random_part(factors, u_new)
             step = 1.0
             for _ in range(MAX_HALVINGS + 1):
                 u_try = tuple(a + step * (b - a) for a, b in zip(u, u_new, strict=True))
                 b_try = beta + step * (beta_new - beta) if self.free_beta else beta
-                eta_try = m.offset + m.X @ b_try + self.random_part(factors, u_try)
+                eta_try = eta_new if step == 1.0 else eta + step * (eta_new - eta)
                 dev, sqrL, mu_try = self._pdev(eta_try, u_try)
                 pdev = dev + sqrL
                 if np.isfinite(pdev) and pdev <= old * (1 + 1e-12) + 1e-12:
@@ -248,7 +262,7 @@ class PirlsEngine:
         m, fam = self.model, self.model.family
         if self.fixed_dispersion:
             return state.dev + self.constant
-        phi = state.dev / float(np.sum(m.prior))
+        phi = float(np.sum(fam.dev_resids(m.y, state.mu, m.prior)) / np.sum(m.prior))
         return float(-2 * np.sum(fam.loglik(m.y, state.mu, m.prior, phi)))
 
     def laplace(self, state: PirlsState) -> float:
