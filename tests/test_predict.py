@@ -134,3 +134,16 @@ def test_docs_example_runs():
                                 [0.1980, 0.198, 0.2161]], atol=1e-4)
     m = namespace["marginal_mean"](namespace["Logit"](), namespace["eta"], v=4.0)
     np.testing.assert_allclose(m, [0.2248, 0.5, 0.7752], atol=1e-4)
+
+
+def test_models_with_residual_structures_predict():
+    orthodont = mixedfx.datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", orthodont,
+                      correlation=mixedfx.AR1())
+    np.testing.assert_allclose(res.predict(), res.fitted, atol=1e-10)
+    new = pd.DataFrame({"age": [8, 10], "Sex": ["Male", "Female"], "Subject": ["M01", "F99"]})
+    pred = res.predict(new, allow_new_levels=True)
+    b = res.ranef["Subject"].loc["M01"].iloc[0]
+    fixed = res.predict(new, kind="fixed")
+    assert pred.iloc[0] == pytest.approx(fixed.iloc[0] + b)
+    assert pred.iloc[1] == pytest.approx(fixed.iloc[1])
