@@ -79,3 +79,18 @@ def test_negbin_refuses_pql_and_poisson_like_counts():
     flat["y"] = np.tile([2, 3, 4, 3, 2], 40)  # underdispersed counts
     with pytest.raises(ValueError, match="no overdispersion"):
         mixedfx.glmm("y ~ x + (1 | g)", flat, family="negbinomial")
+
+
+def test_docs_example_runs():
+    """The python blocks of docs/negbin.md with the values the text shows."""
+    import re
+
+    text = (REFERENCE.parents[1] / "docs" / "negbin.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    namespace: dict = {}
+    exec(compile("\n".join(blocks), "docs/negbin.md", "exec"), namespace)
+    nb, pois = namespace["nb"], namespace["pois"]
+    assert nb.family == "Negative Binomial(2.079)"
+    np.testing.assert_allclose(nb.fixef, [0.8074, 0.3879], atol=2e-4)
+    np.testing.assert_allclose(pois.se, [0.0777, 0.0409], atol=2e-4)
+    assert round(nb.aic, 1) == 1287.3 and round(pois.aic, 1) == 1377.6
