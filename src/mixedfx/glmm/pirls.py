@@ -236,7 +236,8 @@ class PirlsEngine:
                 eta_try = eta_new if step == 1.0 else eta + step * (eta_new - eta)
                 dev, sqrL, mu_try = self._pdev(eta_try, u_try)
                 pdev = dev + sqrL
-                if np.isfinite(pdev) and pdev <= old * (1 + 1e-12) + 1e-12:
+                # the kernel-based deviance can be negative: tolerance on |old|
+                if np.isfinite(pdev) and pdev <= old + 1e-12 * abs(old) + 1e-12:
                     break
                 step /= 2
             else:
@@ -245,7 +246,7 @@ class PirlsEngine:
                                  "may be separated or the parameters extreme")
             moved = max([float(np.max(np.abs(a - b))) for a, b in zip(u, u_try, strict=True)]
                         + ([float(np.max(np.abs(beta - b_try)))] if beta.size else []))
-            change = abs(old - pdev) / max(pdev, 1e-10)
+            change = abs(old - pdev) / max(abs(pdev), 1e-10)
             u, beta, eta, mu = u_try, b_try, eta_try, mu_try
             old = pdev
             # converged when the full step barely moved the modes: the factor (ldL2) was then
