@@ -151,3 +151,24 @@ def test_result_api(cbpp_fit, cbpp):
     cond = cbpp_fit.predict()
     np.testing.assert_allclose(cond, cbpp_fit.fitted, rtol=1e-8)
     assert "size" in cbpp.columns and "_mixedfx_proportion" not in cbpp.columns
+
+
+@pytest.mark.parametrize("with_x", [True, False])
+def test_refilled_blocks_equal_the_engines(with_x):
+    from mixedfx.glmm.crossprod import WeightedCrossprod
+    from mixedfx.linalg.blocks import build_blocks
+
+    rng = np.random.default_rng(4)
+    n = 300
+    d = pd.DataFrame({"x": rng.normal(size=n), "g": rng.integers(0, 15, n).astype(str),
+                      "h": rng.integers(0, 6, n).astype(str), "y": rng.integers(0, 2, n)})
+    model = GlmmModel.build("y ~ x + (1 + x | g) + (1 + x | h)", d, get_family("binomial"))
+    X = model.X if with_x else np.zeros((n, 0))
+    cross = WeightedCrossprod(model.engine_terms, X)
+    for _ in range(2):  # refilled twice: no stale sums
+        w, z = rng.uniform(0.1, 1, n), rng.normal(size=n)
+        cross.update(w, z)
+    ref = build_blocks(model.engine_terms, X, z, w)
+    for name in ("A11", "A21_val", "A22"):
+        np.testing.assert_allclose(getattr(cross.blocks, name), getattr(ref, name),
+                                   rtol=1e-12, atol=1e-12)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..design import ReTerm
 from ..linalg.blocks import Blocks, build_blocks
+from .kernels import refill
 
 
 class WeightedCrossprod:
@@ -61,36 +62,23 @@ class WeightedCrossprod:
         rstart = np.concatenate([[0], np.cumsum(rcount)])
         self.a21_pos = ptr[rlev] + np.arange(len(rlev)) - rstart[rlev]
         self.dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
-        if rest:
-            self.rr_flat = np.concatenate([ci * m_r + cj for ci, _ in rest for cj, _ in rest])
-            self.rr_prod = np.concatenate([zi * zj for _, zi in rest for _, zj in rest])
-            self.rr_rows = np.tile(np.arange(n), len(rest) ** 2)
+        # per-row layout for the one-pass kernel
+        nr = len(rest)
+        self.rest_col = np.array([c for c, _ in rest], dtype=np.int64).reshape(nr, n)
+        self.rest_z = np.array([z for _, z in rest], dtype=float).reshape(nr, n)
+        self.rest_pos = (self.a21_pos[self.a21_inv].reshape(nr, n) if rest
+                         else np.zeros((0, n), dtype=np.int64))
+        self.dense_pos = np.ascontiguousarray(self.dense_pos)
+        self.Z1c = np.ascontiguousarray(self.Z1, dtype=float)
+        self.c1c = np.ascontiguousarray(self.c1, dtype=np.int64)
+        self._XY = np.empty((n, X.shape[1] + 1))
+        self._XY[:, :-1] = X
 
     def update(self, w: np.ndarray, z: np.ndarray) -> Blocks:
         """Refill the blocks in place with weights ``w`` and response ``z``."""
-        b, c1, Z1, l1, m_r = self.blocks, self.c1, self.Z1, self.l1, self.m_r
-        p1 = Z1.shape[1]
-        XY = np.column_stack([self.X, z]) if self.X.shape[1] else z[:, None]
-        WXY = XY * w[:, None]
-        for a in range(p1):
-            wz = w * Z1[:, a]
-            for c in range(a + 1):
-                b.A11[:, a, c] = b.A11[:, c, a] = np.bincount(c1, wz * Z1[:, c], minlength=l1)
-            if self.rest:
-                b.A21_val[self.a21_pos, a] = np.bincount(
-                    self.a21_inv, w[self.a21_rows] * self.a21_prod[a], minlength=self.n_uniq)
-            for t in range(XY.shape[1]):
-                b.A21_val[self.dense_pos[:, t], a] = np.bincount(c1, Z1[:, a] * WXY[:, t],
-                                                                 minlength=l1)
-        A22 = b.A22
-        if self.rest:
-            A22[:m_r, :m_r] = np.bincount(self.rr_flat, w[self.rr_rows] * self.rr_prod,
-                                          minlength=m_r * m_r).reshape(m_r, m_r)
-            cross = np.zeros((XY.shape[1], m_r))
-            for col, zr in self.rest:
-                for t in range(XY.shape[1]):
-                    cross[t] += np.bincount(col, zr * WXY[:, t], minlength=m_r)
-            A22[m_r:, :m_r] = cross
-            A22[:m_r, m_r:] = cross.T
-        A22[m_r:, m_r:] = XY.T @ WXY
+        b = self.blocks
+        self._XY[:, -1] = z
+        refill(np.ascontiguousarray(w, dtype=float), self.Z1c, self.c1c, self.rest_col,
+               self.rest_z, self.rest_pos, self.dense_pos, self._XY, b.A11, b.A21_val, b.A22,
+               self.m_r)
         return b

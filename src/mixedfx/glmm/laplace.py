@@ -149,18 +149,25 @@ def _whitening(vcov: np.ndarray) -> np.ndarray:
 
 
 def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP) -> np.ndarray:
-    """Central finite-difference Hessian (lme4's ``deriv12`` stencil)."""
+    """Central finite-difference Hessian with error O(step^2).
+
+    Diagonal: (f(x+h_i) - 2 f(x) + f(x-h_i)) / h^2, as lme4's ``deriv12``. Off-diagonal from
+    the two diagonal points of each pair and the ones already evaluated:
+    [f(x+h_i+h_j) + f(x-h_i-h_j) - f(x+h_i) - f(x-h_i) - f(x+h_j) - f(x-h_j) + 2 f(x)] / 2h^2,
+    two evaluations per pair instead of deriv12's four (1 + 2n + n(n-1) in all).
+    """
     x = np.asarray(x, float)
     n = len(x)
     f0 = fun(x)
     H = np.empty((n, n))
     E = np.eye(n) * step
+    fp = np.array([fun(x + E[j]) for j in range(n)])
+    fm = np.array([fun(x - E[j]) for j in range(n)])
     for j in range(n):
-        fp, fm = fun(x + E[j]), fun(x - E[j])
-        H[j, j] = (fp - 2 * f0 + fm) / step**2
+        H[j, j] = (fp[j] - 2 * f0 + fm[j]) / step**2
         for i in range(j):
-            H[i, j] = H[j, i] = (fun(x + E[i] + E[j]) - fun(x + E[i] - E[j])
-                                 - fun(x - E[i] + E[j]) + fun(x - E[i] - E[j])) / (4 * step**2)
+            both = fun(x + E[i] + E[j]) + fun(x - E[i] - E[j])
+            H[i, j] = H[j, i] = (both - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * step**2)
     return H
 
 
