@@ -122,3 +122,20 @@ def test_unknown_record_type_is_refused(sleep_fit, tmp_path):
     path.write_text(json.dumps(document))
     with pytest.raises(mixedfx.DataError, match="unknown record type"):
         mixedfx.load(path)
+
+
+@pytest.mark.parametrize("method", ["laplace", "agq", "pql"])
+def test_glmm_round_trip(method, tmp_path):
+    cbpp = mixedfx.datasets.load("cbpp")
+    res = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial", method=method, n_agq=5 if method == "agq" else 1)
+    loaded = mixedfx.load(res.save(tmp_path / "cbpp.mfx.json"))
+    assert type(loaded) is type(res)
+    _assert_same(res, loaded)
+    assert loaded.family_object.name == "binomial"
+    assert loaded.family_object.link.name == "logit"
+    assert loaded.summary() == res.summary()
+    assert type(loaded.model) is type(res.model)
+    new = cbpp.iloc[:5].assign(herd="new")
+    np.testing.assert_allclose(loaded.predict(new, allow_new_levels=True),
+                               res.predict(new, allow_new_levels=True), rtol=1e-12)

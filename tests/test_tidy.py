@@ -75,3 +75,19 @@ def test_html_flags_non_convergence(fit):
     bad = replace(fit, converged=False, singular=True)
     html = bad._repr_html_()
     assert "did not converge" in html and "singular" in html
+
+
+def test_glmm_tidy_glance_html():
+    cbpp = mixedfx.datasets.load("cbpp")
+    res = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial")
+    t = res.tidy(conf_int=True)
+    assert list(t["term"]) == ["(Intercept)", "period2", "period3", "period4",
+                               "sd__(Intercept)"]
+    assert np.all(np.isinf(t["df"][:4]))  # z tests
+    np.testing.assert_allclose(t["p_value"][:4], res.coef_table()["p_value"])
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(t["conf_high"][:4], res.fixef + z * res.se, rtol=1e-8)
+    g = res.glance()
+    assert g.loc[0, "nobs"] == 56 and g.loc[0, "loglik"] == pytest.approx(res.loglik)
+    assert "Random effects" in res._repr_html_()

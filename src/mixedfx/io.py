@@ -22,10 +22,12 @@ Tagged forms (a JSON object with a single ``$`` key):
   ``{"$categorical": {...}}``: pandas objects with their dtypes, names and index.
 - ``{"$record": {"type": "LmmResult", "fields": {...}}}``: a frozen dataclass of the fixed
   table (results, optimizer summaries, designs).
-- ``{"$model": {...}}``: the LMM a result was fitted from (formula, criterion and design), so
-  that a loaded result can still profile, bootstrap and predict on new data. Models of
-  other kinds (residual structures) are not stored; a loaded result then says so when a
-  method needs its model.
+- ``{"$model": {...}}``: the LMM or GLMM a result was fitted from (formula, criterion or
+  family, and design), so that a loaded result can still profile, bootstrap and predict on
+  new data. Models with residual structures are not stored; a loaded result then says so
+  when a method needs its model.
+- ``{"$family": {"name": ..., "link": ..., "theta": ...}}``: a GLMM's family object,
+  rebuilt by name through :func:`mixedfx.families.get_family`.
 """
 
 from __future__ import annotations
@@ -71,12 +73,11 @@ def _records() -> dict[str, type]:
 
     table: dict[str, type] = {c.__name__: c for c in (LmmResult, OptSummary, ModelDesign,
                                                        ReTerm)}
-    try:  # GLMM results, when the GLMM package is present
-        from .glmm import GlmmResult  # type: ignore[attr-defined]
+    from .glmm.pql_result import PqlResult
+    from .glmm.result import GlmmResult
 
-        table["GlmmResult"] = GlmmResult
-    except ImportError:
-        pass
+    table["GlmmResult"] = GlmmResult
+    table["PqlResult"] = PqlResult
     return table
 
 
@@ -145,12 +146,18 @@ def _encode(value: object) -> object:
         out = {}
         for f in fields(value):
             v = getattr(value, f.name)
-            out[f.name] = _encode_model(v) if f.name == "model" else _encode(v)
+            if f.name == "model":
+                out[f.name] = _encode_model(v)
+            elif f.name == "family_object":
+                out[f.name] = _encode_family(v)
+            else:
+                out[f.name] = _encode(v)
         return {"$record": {"type": type(value).__name__, "fields": out}}
     raise TypeError(f"cannot save a value of type {type(value).__name__}")
 
 
 def _encode_model(model: object) -> object:
+    from .glmm.model import GlmmModel
     from .lmm import LmmModel
 
     if model is None:
@@ -158,7 +165,18 @@ def _encode_model(model: object) -> object:
     if type(model) is LmmModel:
         return {"$model": {"formula": model.formula, "reml": bool(model.reml),
                            "design": _encode(model.design)}}
+    if type(model) is GlmmModel:
+        return {"$model": {"formula": model.formula, "family": _encode_family(model.family),
+                           "design": _encode(model.design)}}
     return {"$model": {"kind": type(model).__name__}}
+
+
+def _encode_family(family: object) -> object:
+    if family is None:
+        return None
+    theta = getattr(family, "theta", None)
+    return {"$family": {"name": family.name, "link": family.link.name,
+                        "theta": None if theta is None else float(theta)}}
 
 
 # ---------------------------------------------------------------- decoding
@@ -236,10 +254,19 @@ def _decode(value: object) -> object:
         cls = _records().get(spec["type"])
         if cls is None:
             raise DataError(f"saved result holds an unknown record type {spec['type']!r}")
-        kwargs = {k: (_decode_model(v) if k == "model" else _decode(v))
-                  for k, v in spec["fields"].items()}
+        decoders = {"model": _decode_model, "family_object": _decode_family}
+        kwargs = {k: decoders.get(k, _decode)(v) for k, v in spec["fields"].items()}
         return cls(**kwargs)
     raise DataError(f"saved result is malformed: unknown tag {tag!r}")
+
+
+def _decode_family(value: object) -> object:
+    if value is None:
+        return None
+    from .families import get_family
+
+    spec = value["$family"]
+    return get_family(spec["name"], spec["link"], theta=spec["theta"])
 
 
 def _decode_model(value: object) -> object:
@@ -248,6 +275,11 @@ def _decode_model(value: object) -> object:
     spec = value["$model"]
     if "design" not in spec:
         return MissingModel(spec.get("kind", "unknown"))
+    if "family" in spec:
+        from .glmm.model import GlmmModel
+
+        return GlmmModel.from_design(spec["formula"], _decode(spec["design"]),
+                                     _decode_family(spec["family"]))
     from .lmm import LmmModel
 
     return LmmModel(spec["formula"], _decode(spec["design"]), bool(spec["reml"]))
@@ -265,7 +297,7 @@ def save(result: object, path: str | Path) -> Path:
 
     Parameters
     ----------
-    result : LmmResult or GlmmResult
+    result : LmmResult, GlmmResult or PqlResult
     path : str or pathlib.Path
 
     Returns

@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 
 from .optimize import OptSummary
+from .outputs import ResultOutputs
 
 
 @dataclass(frozen=True, eq=False)
-class LmmResult:
+class LmmResult(ResultOutputs):
     """A fitted linear mixed model, computed once and frozen.
 
     Attributes
@@ -203,32 +204,6 @@ class LmmResult:
         from .inference.decomposition import variance_decomposition
 
         return variance_decomposition(self)
-
-    # --- saving (mixedfx.io) ---
-    def save(self, path) -> object:
-        """Write the result (with its model) to a JSON file that loads without running code;
-        see :mod:`mixedfx.io`. Read it back with :func:`mixedfx.load`."""
-        from .io import save
-
-        return save(self, path)
-
-    # --- notebook and tidy output (mixedfx.tidy, mixedfx.html) ---
-    def tidy(self, **kwargs) -> pd.DataFrame:
-        """One row per parameter, as broom.mixed's tidy; see :func:`mixedfx.tidy.tidy`."""
-        from .tidy import tidy
-
-        return tidy(self, **kwargs)
-
-    def glance(self) -> pd.DataFrame:
-        """One row for the model, as broom.mixed's glance; see :func:`mixedfx.tidy.glance`."""
-        from .tidy import glance
-
-        return glance(self)
-
-    def _repr_html_(self) -> str:
-        from .html import result_html
-
-        return result_html(self)
 
     def summary(self) -> str:
         """lme4-style summary text (a ``str``; shown preformatted in notebooks)."""

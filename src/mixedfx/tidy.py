@@ -36,7 +36,8 @@ def _fixed_rows(res, ddf: str | None) -> pd.DataFrame:
                         "estimate": table["estimate"].to_numpy(float),
                         "std_error": table["std_error"].to_numpy(float),
                         "statistic": table["statistic"].to_numpy(float),
-                        "df": table["df"].to_numpy(float),
+                        "df": (table["df"].to_numpy(float) if "df" in table.columns
+                               else np.full(len(table), np.inf)),  # z tests
                         "p_value": table["p_value"].to_numpy(float)})
     return out
 
@@ -105,9 +106,19 @@ def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: boo
     out["conf_low"] = np.nan
     out["conf_high"] = np.nan
     if conf_int and len(out):
-        ci = res.confint(method=conf_method, level=conf_level)
-        lower = ci.iloc[:, 0].reindex(ci_names).to_numpy(float)
-        upper = ci.iloc[:, 1].reindex(ci_names).to_numpy(float)
+        if callable(getattr(res, "confint", None)):
+            ci = res.confint(method=conf_method, level=conf_level)
+            lower = ci.iloc[:, 0].reindex(ci_names).to_numpy(float)
+            upper = ci.iloc[:, 1].reindex(ci_names).to_numpy(float)
+        elif conf_method == "wald":  # results without confint: Wald for the fixed effects
+            z = stats.norm.ppf(0.5 + conf_level / 2)
+            fixed = (out["effect"] == "fixed").to_numpy()
+            est, se = out["estimate"].to_numpy(float), out["std_error"].to_numpy(float)
+            lower = np.where(fixed, est - z * se, np.nan)
+            upper = np.where(fixed, est + z * se, np.nan)
+        else:
+            raise ValueError(f"{type(res).__name__} has no {conf_method} intervals; use "
+                             "conf_method='wald'")
         out["conf_low"], out["conf_high"] = lower, upper
     out["group"] = out["group"].astype(object)
     return out[TIDY_COLUMNS]

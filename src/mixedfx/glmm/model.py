@@ -102,10 +102,15 @@ class GlmmModel:
               offset: object = None) -> GlmmModel:
         """Parse, materialize and check the model."""
         design = glmm_design(formula, data, family, weights, offset)
+        return cls.from_design(parse_formula(formula).text, design, family)
+
+    @classmethod
+    def from_design(cls, formula: str, design: ModelDesign, family: Family) -> GlmmModel:
+        """The model of an already built design (also how a saved result's model returns)."""
         X, names = drop_aliased(design.X, design.fixed_names, design.weights)
         terms = display_order(design.terms)
         perm = engine_permutation(terms)
-        return cls(formula=parse_formula(formula).text, design=design, family=family, X=X,
+        return cls(formula=formula, design=design, family=family, X=X,
                    fixed_names=tuple(names),
                    dropped=tuple(n for n in design.fixed_names if n not in names),
                    terms=terms, perm=perm, tmap=ThetaMap(terms, perm))

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..outputs import ResultOutputs
+
 
 @dataclass(frozen=True, eq=False)
-class PqlResult:
+class PqlResult(ResultOutputs):
     """A GLMM fitted by penalized quasi-likelihood, as MASS::glmmPQL reports it.
 
     The attributes of a GLMM result where they make sense; PQL maximizes no likelihood, so

@@ -10,10 +10,11 @@ import pandas as pd
 from scipy import stats
 
 from ..optimize import OptSummary
+from ..outputs import ResultOutputs
 
 
 @dataclass(frozen=True, eq=False)
-class GlmmResult:
+class GlmmResult(ResultOutputs):
     """A fitted generalized linear mixed model, computed once and frozen.
 
     Attributes
