@@ -79,3 +79,22 @@ def test_vector_random_effects_marginal_by_2d_integration():
         u0 = L[0, 0] * T0
         u1 = L[1, 0] * T0 + L[1, 1] * T1
         assert m == pytest.approx(np.sum(W * special.expit(e + u0 + x * u1)), abs=1e-8)
+
+
+def test_poisson_offset_predictions():
+    data = mixedfx.datasets.load("cbpp")
+    data = data.assign(lsize=np.log(data["size"]))
+    res = mixedfx.glmm("incidence ~ period + (1 | herd)", data, family="poisson",
+                       offset="lsize")
+    np.testing.assert_allclose(res.predict(), res.fitted, rtol=1e-10)
+    new = pd.DataFrame({"period": [1, 2], "herd": [1, 2], "lsize": np.log([10.0, 20.0])})
+    with pytest.raises(mixedfx.DataError, match="offset"):
+        res.predict(new)
+    cond = res.predict(new, offset="lsize", scale="link").to_numpy()
+    b = res.ranef["herd"].iloc[:2, 0].to_numpy()
+    beta = res.fixef.to_numpy()
+    np.testing.assert_allclose(cond, [beta[0] + b[0] + np.log(10), beta[0] + beta[1] + b[1]
+                                      + np.log(20)], rtol=1e-12)
+    var = float(res.varcorr.vcov.iloc[0])
+    marg = res.predict(new, offset=new.lsize.to_numpy(), kind="marginal").to_numpy()
+    np.testing.assert_allclose(marg, np.exp(cond - b + var / 2), rtol=1e-12)
