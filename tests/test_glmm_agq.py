@@ -117,3 +117,20 @@ def test_unsupported_structures(cbpp):
         mixedfx.glmm("y ~ x + (1 | g) + (1 | h)", d, method="agq", n_agq=5)
     with pytest.raises(ValueError, match="n_agq >= 1"):
         mixedfx.glmm(CBPP, cbpp, method="agq", n_agq=0)
+
+
+def test_docs_example_runs():
+    """The python blocks of docs/glmm.md, with the values the text shows."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "glmm.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    ns: dict = {}
+    exec(compile("\n".join(blocks), "docs/glmm.md", "exec"), ns)
+    assert ns["lap"] == pytest.approx(-92.0263, abs=1e-4)
+    assert ns["herd_sd"] == pytest.approx(0.6423, abs=1e-4)
+    assert ns["agq_loglik"] == pytest.approx(-91.9834, abs=1e-4)
+    assert len(ns["probs"]) == 56 and ns["probs"].between(0, 1).all()
+    curve = ns["curve"]
+    assert abs(curve[7] - curve[3]) < abs(curve[3] - curve[1])
