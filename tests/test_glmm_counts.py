@@ -29,7 +29,7 @@ def test_poisson_counts_agree_with_lme4(method):
     data = pd.read_csv(REF / "binary_outcomes_seed5.csv")
     res = mixedfx.glmm("absences ~ hours + (1 | school)", data, family="poisson",
                        method=method, n_agq=1)
-    np.testing.assert_allclose(res.fixef.to_numpy(), list(ref["fixef"].values()), rtol=1e-5)
-    assert res.varcorr["sdcor"].iloc[0] == pytest.approx(ref["sd_school"], rel=1e-4)
+    np.testing.assert_allclose(res.fixef.to_numpy(), list(ref["fixef"].values()), rtol=1e-4)
+    assert res.varcorr["sdcor"].iloc[0] == pytest.approx(ref["sd_school"], rel=1e-3)
     assert res.loglik == pytest.approx(ref["loglik"], rel=1e-8)
     np.testing.assert_allclose(res.se.to_numpy(), list(ref["se"].values()), rtol=1e-2)
