@@ -172,3 +172,34 @@ def test_refilled_blocks_equal_the_engines(with_x):
     for name in ("A11", "A21_val", "A22"):
         np.testing.assert_allclose(getattr(cross.blocks, name), getattr(ref, name),
                                    rtol=1e-12, atol=1e-12)
+
+
+def test_probit_link_matches_lme4(cbpp):
+    res = mixedfx.glmm(CBPP, cbpp, link="probit")
+    assert res.link == "probit"
+    _check(res, load_reference("cbpp_probit_tight"), tight=True)
+
+
+def test_poisson_vector_term_matches_lme4():
+    from tests.conftest import REFERENCE
+
+    d = pd.read_csv(REFERENCE / "counts_core.csv").assign(g=lambda f: f.g.astype(str))
+    res = mixedfx.glmm("y ~ x + (1 + x | g)", d, family="poisson")
+    ref = load_reference("poisson_slope_tight")
+    _check(res, ref, tight=True)
+    assert list(res.varcorr.term2.fillna("")) == ["", "", "x"]  # variances, then correlation
+
+
+def test_gamma_log_link_recovers_simulated_values():
+    rng = np.random.default_rng(8)
+    g = np.repeat(np.arange(30), 20)
+    x = rng.normal(size=g.size)
+    mu = np.exp(1.0 + 0.5 * x + rng.normal(0, 0.4, 30)[g])
+    shape = 5.0  # dispersion 0.2
+    d = pd.DataFrame({"y": rng.gamma(shape, mu / shape), "x": x, "g": g.astype(str)})
+    res = mixedfx.glmm("y ~ x + (1 | g)", d, family="Gamma", link="log")
+    assert abs(res.fixef["x"] - 0.5) < 3 * res.se["x"]
+    assert abs(res.fixef["(Intercept)"] - 1.0) < 3 * res.se["(Intercept)"]
+    assert list(res.varcorr.group) == ["g", "Residual"]
+    assert res.dispersion == pytest.approx(0.2, rel=0.2)
+    assert res.npar == 4 and 0.2 < res.varcorr.sdcor[0] < 0.7
