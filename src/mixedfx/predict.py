@@ -229,16 +229,18 @@ def _align_factor(name: str, fit_col: pd.Series, new_col: pd.Series) -> pd.Serie
     """New data's values of a factor column as a categorical with the fit's levels,
     matched by their text (so ``308`` and ``"308"`` are the same level)."""
     cats = _categories(fit_col)
-    text = {str(c): c for c in cats}
-    values = new_col.map(lambda v: text.get(str(v), v) if pd.notna(v) else v)
-    unseen = sorted({str(v) for v in values.dropna() if str(v) not in text})
-    if unseen:
+    missing = new_col.isna().to_numpy()
+    codes = pd.Index([str(c) for c in cats]).get_indexer(new_col.astype(str).to_numpy())
+    codes[missing] = -1
+    if np.any((codes < 0) & ~missing):
+        unseen = sorted(set(new_col[(codes < 0) & ~missing].astype(str)))
         shown = ", ".join(unseen[:10]) + (" ..." if len(unseen) > 10 else "")
         raise DataError(f"column '{name}' of the new data has level(s) {shown} not seen in "
                         f"the fit (levels: {', '.join(map(str, cats[:10]))}"
                         f"{' ...' if len(cats) > 10 else ''}); a fixed effect cannot be "
                         "predicted for an unseen level")
-    return pd.Series(pd.Categorical(values, categories=cats), index=new_col.index, name=name)
+    return pd.Series(pd.Categorical.from_codes(codes, categories=cats), index=new_col.index,
+                     name=name)
 
 
 def _is_factor(col: pd.Series) -> bool:
