@@ -150,6 +150,10 @@ def test_result_api(cbpp_fit, cbpp):
     assert ct.p_value.between(0, 1).all()
     cond = cbpp_fit.predict()
     np.testing.assert_allclose(cond, cbpp_fit.fitted, rtol=1e-8)
+    import json
+
+    back = json.loads(json.dumps(d))
+    assert back["loglik"] == pytest.approx(cbpp_fit.loglik)
     assert "size" in cbpp.columns and "_mixedfx_proportion" not in cbpp.columns
 
 
@@ -203,3 +207,11 @@ def test_gamma_log_link_recovers_simulated_values():
     assert list(res.varcorr.group) == ["g", "Residual"]
     assert res.dispersion == pytest.approx(0.2, rel=0.2)
     assert res.npar == 4 and 0.2 < res.varcorr.sdcor[0] < 0.7
+
+
+def test_pql_dispatch(cbpp):
+    res = mixedfx.glmm(CBPP, cbpp, method="pql")
+    ref = load_reference("cbpp_pql")
+    np.testing.assert_allclose(res.fixef[list(ref["fixef"])], list(ref["fixef"].values()),
+                               rtol=1e-3)
+    assert np.isnan(res.loglik)
