@@ -14,7 +14,7 @@ from scipy import special
 import mixedfx
 from mixedfx.design import build_design
 from mixedfx.errors import DataError
-from mixedfx.families import Binomial, Poisson
+from mixedfx.families import Binomial, Gamma, Poisson
 from mixedfx.formula import parse_formula
 from mixedfx.glmm.pql import containment_df, fit_pql, grouping_levels, iterate
 from mixedfx.marginal import marginal_mean
@@ -45,7 +45,9 @@ def test_cbpp_matches_glmmpql():
 
 
 @pytest.mark.parametrize(("name", "family"), [("poisson_nested", Poisson()),
-                                              ("binomial_slope", Binomial())])
+                                              ("binomial_slope", Binomial()),
+                                              ("gamma_log", Gamma("log")),
+                                              ("binomial_probit", Binomial("probit"))])
 def test_simulated_models_match_glmmpql(name, family):
     ref = load_reference("pql_refs")[name]
     data = pd.read_csv(REFERENCE / "counts_sim.csv")

@@ -1,6 +1,7 @@
 # MASS::glmmPQL references beyond cbpp_pql (tests/test_pql.py): nested Poisson with
-# covariates at the site, plot and observation levels (containment df), and a binomial model
-# with a correlated random slope. Data: counts_sim.csv (written by negbin_refs.R).
+# covariates at the site, plot and observation levels (containment df), a binomial model
+# with a correlated random slope, a Gamma log-link and a binomial probit model.
+# Data: counts_sim.csv (written by negbin_refs.R).
 # Run from this folder: Rscript pql_refs.R
 suppressMessages({library(MASS); library(nlme); library(jsonlite)})
 d <- read.csv("counts_sim.csv", stringsAsFactors=TRUE)
@@ -17,7 +18,11 @@ pql <- function(name, formula, fixed, random, family) {
 out <- list(
   pql("poisson_nested", "y ~ x + z + trt + (1 | site/plot)", "y ~ x + z + trt", "~ 1 | site/plot",
       poisson()),
-  pql("binomial_slope", "yb ~ x + z + (x | site)", "yb ~ x + z", "~ x | site", binomial()))
+  pql("binomial_slope", "yb ~ x + z + (x | site)", "yb ~ x + z", "~ x | site", binomial()),
+  pql("gamma_log", "I(y + 0.5) ~ x + trt + (1 | site)", "I(y + 0.5) ~ x + trt", "~ 1 | site",
+      Gamma(link="log")),
+  pql("binomial_probit", "yb ~ x + z + (1 | site)", "yb ~ x + z", "~ 1 | site",
+      binomial(link="probit")))
 names(out) <- sapply(out, function(x) x$name)
 out$software <- paste("MASS", packageVersion("MASS"), "nlme", packageVersion("nlme"))
 write(toJSON(out, auto_unbox=TRUE, digits=NA, pretty=TRUE), "pql_refs.json")
