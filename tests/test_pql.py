@@ -170,3 +170,18 @@ def test_docs_example_runs():
     assert "-1.3274      0.239  -5.553 38" in namespace["res"].summary()
     np.testing.assert_allclose(namespace["both"].Laplace, [-1.3985, -0.9923, -1.1287, -1.5803],
                                atol=2e-4)
+
+
+def test_offset_matches_glmmpql():
+    ref = load_reference("pql_refs")["cbpp_poisson_offset"]
+    data = mixedfx.datasets.load("cbpp")
+    offset = np.log(data["size"].to_numpy(float))
+    res = mixedfx.glmm(ref["formula"], data, family="poisson", method="pql", offset=offset)
+    np.testing.assert_allclose(res.fixef[list(ref["fixef"])], list(ref["fixef"].values()),
+                               rtol=1e-3)
+    np.testing.assert_allclose(res.se[list(ref["se"])], list(ref["se"].values()), rtol=1e-3)
+    assert res.sigma == pytest.approx(ref["sigma"], rel=1e-3)
+    assert res.varcorr.vcov.iloc[0] == pytest.approx(ref["re_cov"]["herd"][0][0], rel=1e-3)
+    # nlme's fitted values are those of the working response, which excludes the offset
+    np.testing.assert_allclose(res.linear_predictor[:12] - offset[:12], ref["fitted_link"],
+                               rtol=1e-4)

@@ -23,6 +23,11 @@ out <- list(
       Gamma(link="log")),
   pql("binomial_probit", "yb ~ x + z + (1 | site)", "yb ~ x + z", "~ 1 | site",
       binomial(link="probit")))
+# an offset (exposure): cbpp incidences per herd size, Poisson
+d <- read.csv("../../src/mixedfx/datasets/data/cbpp.csv")
+d$herd <- factor(d$herd); d$period <- factor(d$period)
+out[[length(out) + 1]] <- pql("cbpp_poisson_offset", "incidence ~ period + (1 | herd)",
+                              "incidence ~ period + offset(log(size))", "~ 1 | herd", poisson())
 names(out) <- sapply(out, function(x) x$name)
 out$software <- paste("MASS", packageVersion("MASS"), "nlme", packageVersion("nlme"))
 write(toJSON(out, auto_unbox=TRUE, digits=NA, pretty=TRUE), "pql_refs.json")
