@@ -205,6 +205,22 @@ class LmmResult(ResultOutputs):
 
         return variance_decomposition(self)
 
+    # --- tests of fixed effects (mixedfx.inference.ddf, kenward_roger) ---
+    def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """Fixed effects with t tests (estimate, std_error, df, statistic, p_value);
+        ``ddf`` is "satterthwaite" (lmerTest's default), "kenward-roger" (pbkrtest) or
+        "asymptotic" (z tests). See :func:`mixedfx.inference.ddf.coef_table`."""
+        from .inference.ddf import coef_table
+
+        return coef_table(self, ddf)
+
+    def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
+        """F test of each fixed-effect term as lmerTest's ``anova`` (sum_sq, mean_sq, num_df,
+        den_df, F, p_value); see :func:`mixedfx.inference.ddf.anova`."""
+        from .inference.ddf import anova
+
+        return anova(self, ddf)
+
     def summary(self) -> str:
         """lme4-style summary text (a ``str``; shown preformatted in notebooks)."""
         from .html import SummaryText

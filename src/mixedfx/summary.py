@@ -64,15 +64,23 @@ def random_effects_table(varcorr: pd.DataFrame, show_variance: bool = True) -> l
 
 
 def fixed_effects_table(est: pd.Series, se: pd.Series, stat_name: str = "t value",
-                        extra: pd.DataFrame | None = None) -> list[str]:
-    """The 'Fixed effects:' table (estimates, standard errors, test statistics)."""
+                        extra: pd.DataFrame | None = None,
+                        df: np.ndarray | None = None) -> list[str]:
+    """The 'Fixed effects:' table (estimates, standard errors, df when given, test
+    statistics, extra columns)."""
     stat = est / se
-    cols = [_column(est.to_numpy(), 5), _column(se.to_numpy(), 4), _column(stat.to_numpy(), 4)]
-    header = ["", "Estimate", "Std. Error", stat_name]
+    cols = [_column(est.to_numpy(), 5), _column(se.to_numpy(), 4)]
+    header = ["", "Estimate", "Std. Error"]
+    if df is not None:
+        cols.append([f"{v:.3f}" if np.isfinite(v) else "Inf" for v in df])
+        header.append("df")
+    cols.append(_column(stat.to_numpy(), 4))
+    header.append(stat_name)
     if extra is not None:
         for c in extra.columns:
             header.append(c)
-            cols.append([_sig(v, 4) for v in extra[c].to_numpy()])
+            cols.append([v if isinstance(v, str) else _sig(v, 4)
+                         for v in extra[c].to_numpy()])
     rows = [header] + [[name] + [c[i] for c in cols] for i, name in enumerate(est.index)]
     return _fmt_table(rows, {0})
 
@@ -115,8 +123,10 @@ def scaled_residuals_table(res: np.ndarray) -> list[str]:
 
 def render_lmm(res) -> str:
     """Render an :class:`~mixedfx.results.LmmResult` as lme4's ``summary()`` does."""
-    lines = [f"Linear mixed model fit by {'REML' if res.reml else 'maximum likelihood'}",
-             f"Formula: {res.formula}"]
+    tests, note = _satterthwaite_tests(res)
+    method = ". t-tests use Satterthwaite's method" if tests is not None else ""
+    lines = [f"Linear mixed model fit by {'REML' if res.reml else 'maximum likelihood'}"
+             f"{method}", f"Formula: {res.formula}"]
     if res.data_name:
         lines.append(f"   Data: {res.data_name}")
     if res.weights_used:
@@ -139,7 +149,16 @@ def render_lmm(res) -> str:
         from .residual.display import structure_lines
 
         lines += [""] + structure_lines(res)
-    lines += ["", "Fixed effects:"] + fixed_effects_table(res.fixef, res.se)
+    if tests is None:
+        lines += ["", "Fixed effects:"] + fixed_effects_table(res.fixef, res.se)
+    else:
+        pcol = pd.DataFrame({"Pr(>|t|)": [format_pvalue(v) for v in tests["p_value"]],
+                             "": [significance_stars(v) for v in tests["p_value"]]})
+        lines += ["", "Fixed effects:"] + fixed_effects_table(
+            res.fixef, res.se, extra=pcol, df=tests["df"].to_numpy())
+        lines += ["---", "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"]
+    if note:
+        lines.append(note)
     corr = correlation_table(res.vcov)
     if corr:
         lines += ["", "Correlation of Fixed Effects:"] + corr
@@ -154,3 +173,39 @@ def render_lmm(res) -> str:
     if notes:
         lines += [""] + [f"NOTE: {n}" for n in notes]
     return "\n".join(lines)
+
+
+SATTERTHWAITE_MAX_ROWS = 100_000  # above this the summary does not compute df (seconds)
+
+
+def _satterthwaite_tests(res) -> tuple[pd.DataFrame | None, str]:
+    """Satterthwaite t tests for the summary (lmerTest's layout), or None and why not."""
+    model = getattr(res, "model", None)
+    if res.residual_params or not hasattr(model, "factorizer"):
+        return None, ""
+    if res.nobs > SATTERTHWAITE_MAX_ROWS:
+        return None, ("(t tests without df for a large model: res.coef_table() gives "
+                      "Satterthwaite df and p-values)")
+    try:
+        return res.coef_table("satterthwaite"), ""
+    except Exception as exc:  # noqa: BLE001 - the summary must not fail on df
+        return None, f"(Satterthwaite df not available: {exc})"
+
+
+def format_pvalue(p: float) -> str:
+    """R's format.pval with 3 significant digits and its 2e-16 floor."""
+    if not np.isfinite(p):
+        return "NA"
+    if p < 2e-16:
+        return "< 2e-16"
+    return f"{p:.3g}" if p >= 1e-4 else f"{p:.2e}"
+
+
+def significance_stars(p: float) -> str:
+    """R's significance codes."""
+    if not np.isfinite(p):
+        return ""
+    for cut, star in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return star
+    return ""

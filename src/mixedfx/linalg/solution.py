@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import lapack, solve_triangular
+from scipy.linalg import lapack
 
 from .blocks import Blocks
 from .pls import Factor, PlsFactorizer
@@ -60,6 +60,25 @@ def _lambda_rest(C: np.ndarray, blocks: Blocks, factors, left: bool, right: bool
     return out
 
 
+def lower_inverse(L: np.ndarray) -> np.ndarray:
+    """Inverse of the lower triangle of L by LAPACK dtrtri (scipy's solve_triangular
+    costs 0.1-8 ms of overhead per call on small matrices); the upper triangle of L is
+    ignored."""
+    inv, info = lapack.dtrtri(np.array(L, order="F"), lower=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular triangular factor (dtrtri info {info})")
+    return np.tril(inv)  # dtrtri leaves the (unreferenced) upper triangle as it was
+
+
+def triangular_solve_transposed(L: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """x with L' x = b for lower-triangular L, by LAPACK dtrtrs on L' (upper, no transpose
+    copy beyond making it contiguous)."""
+    x, info = lapack.dtrtrs(np.asfortranarray(L.T), b, lower=0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular triangular factor (dtrtrs info {info})")
+    return x
+
+
 def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
     """Solve the PLS problem at ``theta`` (engine order) for beta, b and their covariances."""
     blocks = fz.blocks
@@ -67,8 +86,7 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
     L = np.tril(f.L)
     mr, p = blocks.m_random, blocks.p
     factors = f.factors
-    x2 = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T") if blocks.m > 1 \
-        else np.zeros(0)
+    x2 = triangular_solve_transposed(L[:-1, :-1], L[-1, :-1]) if blocks.m > 1 else np.zeros(0)
     u_rest, beta = x2[:mr], x2[mr : mr + p]
     b_rest = []
     for k, off in enumerate(blocks.offsets):
@@ -108,7 +126,7 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
         cond.append(T @ blocks_u @ T.T)
     diag = np.diagonal(L)
     LX = L[mr : mr + p, mr : mr + p]
-    LX_inv = solve_triangular(LX, np.eye(p), lower=True) if p else np.zeros((0, 0))
+    LX_inv = lower_inverse(LX) if p else np.zeros((0, 0))
     return PlsSolution(
         beta=beta, b=tuple([b1] + b_rest), cond_cov=tuple(cond), pwrss=float(diag[-1] ** 2),
         logdet_L=float(f.logdet_first + 2 * np.sum(np.log(diag[:mr]))),
