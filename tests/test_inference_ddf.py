@@ -112,3 +112,14 @@ def test_summary_shows_satterthwaite_as_lmertest():
     assert text.splitlines()[0].endswith("t-tests use Satterthwaite's method")
     assert "Estimate Std. Error     df t value Pr(>|t|)" in text
     assert "3.26e-06 ***" in text and "Signif. codes" in text
+
+
+def test_docs_examples_run():
+    import re
+
+    text = (Path(__file__).parents[1] / "docs" / "inference.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/inference.md", "exec"), namespace)  # noqa: S102
+    assert "kr" in namespace
