@@ -79,3 +79,35 @@ def test_unknown_option_and_choice_exit_2(capsys):
               "pie"])
     assert exc.value.code == 2
     assert "invalid choice: 'pie'" in capsys.readouterr().err
+
+
+def test_glmm_options(capsys):
+    code = main(["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
+                 "cbpp", "--family", "binomial", "--link", "logit", "--method", "agq",
+                 "--n-agq", "5", "--json"])
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                       mixedfx.datasets.load("cbpp"), family="binomial", method="agq",
+                       n_agq=5)
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-10)
+
+
+def test_ddf_option(capsys):
+    code = main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", "sleepstudy",
+                 "--ddf", "kenward-roger", "--json"])
+    assert code == 0
+    table = json.loads(capsys.readouterr().out)["coef_table"]
+    assert table["ddf"] == "kenward-roger" and table["terms"] == ["(Intercept)", "Days"]
+    assert table["df"] == pytest.approx([17.0, 17.0], rel=1e-6)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--family", "gaussianx"], "unknown family 'gaussianx'"),
+    (["--method", "agq"], "apply to GLMMs"),
+    (["--family", "poisson", "--correlation", "AR1"], "apply to linear mixed models"),
+])
+def test_glmm_bad_options(argv, message, capsys):
+    base = ["fit", "incidence ~ period + (1 | herd)", "--data", "cbpp"]
+    assert main(base + argv) == 2
+    assert message in capsys.readouterr().err

@@ -72,7 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mixedfx", description="Fit mixed models with lme4 "
                                      "formulas.")
     sub = parser.add_subparsers(dest="command", required=True)
-    fit = sub.add_parser("fit", help="fit a linear mixed model and print its summary")
+    fit = sub.add_parser("fit", help="fit a linear (or, with --family, generalized) mixed "
+                         "model and print its summary")
     fit.add_argument("formula", help="lme4 formula, e.g. 'Reaction ~ Days + (Days | Subject)'")
     fit.add_argument("--data", required=True, help="CSV/Parquet path or bundled data set name")
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
@@ -81,6 +82,15 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print the result as JSON")
     fit.add_argument("--confint", choices=["profile", "wald", "bootstrap"],
                      help="also print 95%% confidence intervals (lme4's confint)")
+    fit.add_argument("--family", help="fit a GLMM of this family: binomial, poisson, Gamma, "
+                     "inverse.gaussian, negbinomial")
+    fit.add_argument("--link", help="link function of --family (its default otherwise)")
+    fit.add_argument("--method", choices=["laplace", "agq", "pql"], default="laplace",
+                     help="GLMM estimation method (default laplace)")
+    fit.add_argument("--n-agq", type=int, default=1, dest="n_agq",
+                     help="quadrature points per level with --method agq")
+    fit.add_argument("--ddf", choices=["satterthwaite", "kenward-roger", "asymptotic"],
+                     help="also print the fixed-effects tests with these denominator df")
     fit.add_argument("--correlation", metavar="STRUCTURE",
                      help="residual correlation: AR1, CAR1(time=t), CompSymm, with group=g")
     fit.add_argument("--variance", metavar="FUNCTION", action="append",
@@ -109,11 +119,26 @@ def _fit(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     if len(data) >= 100_000:
         progress(f"fitting {len(data):,} rows ...")
+    if args.family is None and (args.link or args.method != "laplace" or args.n_agq != 1):
+        raise MixedFXError("--link, --method and --n-agq apply to GLMMs: give --family too")
+    if args.family is not None and (correlation is not None or variance):
+        raise MixedFXError("--correlation and --variance apply to linear mixed models; drop "
+                           "--family or the structure")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = lmm(args.formula, data, reml=not args.ml, weights=args.weights,
-                  offset=args.offset, correlation=correlation, variance=variance,
-                  data_name=name)
+        if args.family is not None:
+            from .glmm import glmm
+
+            try:
+                res = glmm(args.formula, data, family=args.family, link=args.link,
+                           method=args.method, n_agq=args.n_agq, weights=args.weights,
+                           offset=args.offset, data_name=name)
+            except ValueError as exc:  # unknown family, link or method
+                raise MixedFXError(str(exc)) from None
+        else:
+            res = lmm(args.formula, data, reml=not args.ml, weights=args.weights,
+                      offset=args.offset, correlation=correlation, variance=variance,
+                      data_name=name)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
     if len(data) >= 100_000:
@@ -125,6 +150,14 @@ def _fit(args: argparse.Namespace) -> int:
             progress(f"computing {args.confint} intervals ...")
         ci = res.confint(method=args.confint, seed=1) if args.confint == "bootstrap" else \
             res.confint(method=args.confint)
+    tests = None
+    if args.ddf:
+        if not hasattr(res, "coef_table"):
+            raise MixedFXError(f"--ddf is not available for {type(res).__name__}")
+        try:
+            tests = res.coef_table(args.ddf) if args.family is None else res.coef_table()
+        except (ValueError, MixedFXError) as exc:
+            raise MixedFXError(f"--ddf {args.ddf}: {exc}") from None
     if args.plot:
         from . import plot
 
@@ -140,9 +173,16 @@ def _fit(args: argparse.Namespace) -> int:
             out["confint"] = {"method": args.confint, "names": [str(i) for i in ci.index],
                               "lower": [None if pd.isna(v) else float(v) for v in ci.lower],
                               "upper": [None if pd.isna(v) else float(v) for v in ci.upper]}
+        if tests is not None:
+            out["coef_table"] = {"ddf": args.ddf, "terms": [str(i) for i in tests.index],
+                                 **{c: [None if pd.isna(v) else float(v) for v in tests[c]]
+                                    for c in tests.columns}}
         print(json.dumps(out, indent=1))
     else:
         print(res.summary())
+        if tests is not None:
+            print(f"\nFixed effects ({args.ddf} df):")
+            print(tests.to_string(float_format=lambda v: f"{v:.5g}"))
         if ci is not None:
             print(f"\nConfidence intervals (95%, {args.confint}):")
             print(ci.to_string(float_format=lambda v: f"{v:.5g}", na_rep=""))
