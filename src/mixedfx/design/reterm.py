@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -61,9 +62,15 @@ class ReTerm:
         return (rows == cols).astype(float)
 
 
+@lru_cache(maxsize=64)
 def lower_indices(p: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row and column indices of a p x p lower triangle, column-major (lme4's theta order)."""
+    """Row and column indices of a p x p lower triangle, column-major (lme4's theta order).
+
+    Cached (every objective evaluation used to rebuild them); the arrays are read-only.
+    """
     cols, rows = np.triu_indices(p)
+    rows.setflags(write=False)
+    cols.setflags(write=False)
     return rows, cols  # (row, col) with row >= col, ordered by column then row
 
 
