@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import numpy as np
@@ -105,6 +106,35 @@ def fit_model(model: GlmmModel, *, method: str = "laplace", n_agq: int = 1,
                       "term goes to infinity and its standard error is meaningless; remove or "
                       "merge the level, or use a penalized (Bayesian) fit",
                       ConvergenceWarning, stacklevel=3)
+    with _blas_threads(model):
+        fit = _fit(model, method, n_agq, control, start)
+        return assemble(model, fit, method, n_agq, data_name)
+
+
+BLAS_SERIAL_MAX = 1024
+
+
+def _blas_threads(model: GlmmModel):
+    """One BLAS thread while fitting when the engine's dense remainder is small.
+
+    A PIRLS fit factors a small dense matrix thousands of times; OpenBLAS's threads then
+    cost far more than they give, worst on a busy machine: measured on 2 shared cores, the
+    501-square ``dpotrf`` of a 200,000-row crossed model took 345 ms with 2 threads and
+    2.4 ms with one (the whole fit 258 s -> see benchmarks/glmm.py). Uses threadpoolctl
+    when it is installed.
+    """
+    m = sum(t.nlevels * t.dim for t in model.engine_terms[1:]) + model.X.shape[1] + 1
+    if m > BLAS_SERIAL_MAX:
+        return contextlib.nullcontext()
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional: without it BLAS keeps its own thread count
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
+def _fit(model: GlmmModel, method: str, n_agq: int, control: dict | None,
+         start: GlmmResult | None) -> LaplaceFit:
     theta0 = beta0 = None
     if start is not None:
         theta0, beta0 = np.asarray(start.theta), start.fixef.to_numpy()
@@ -114,7 +144,7 @@ def fit_model(model: GlmmModel, *, method: str = "laplace", n_agq: int = 1,
         fit = fit_agq(model, n_agq=n_agq, control=control, theta0=theta0, beta0=beta0)
     else:
         fit = fit_laplace(model, n_agq=n_agq, control=control, theta0=theta0, beta0=beta0)
-    return assemble(model, fit, method, n_agq, data_name)
+    return fit
 
 
 def _ranef(model: GlmmModel, fit: LaplaceFit):
