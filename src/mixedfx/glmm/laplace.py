@@ -92,10 +92,13 @@ class _Objective:
     the last modes; a PIRLS failure gives +inf (the optimizer backs off) and is counted."""
 
     def __init__(self, engine: PirlsEngine, model: GlmmModel, beta_free: bool,
-                 beta0: np.ndarray, beta_scale: np.ndarray | None = None) -> None:
+                 beta0: np.ndarray, beta_scale: np.ndarray | None = None,
+                 theta_origin: np.ndarray | None = None,
+                 theta_scale: np.ndarray | None = None) -> None:
         self.engine, self.model = engine, model
         self.beta_free, self.beta0 = beta_free, np.asarray(beta0, float)
         self.scale = beta_scale
+        self.theta_origin, self.theta_scale = theta_origin, theta_scale
         self.ntheta = len(model.theta_lower)
         self.u = None
         self.beta_last = self.beta0.copy()
@@ -104,6 +107,8 @@ class _Objective:
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         theta = np.asarray(x[: self.ntheta], float)
+        if self.theta_scale is not None:
+            theta = self.theta_origin + self.theta_scale * theta
         if self.beta_free:
             return theta, self.beta_last
         delta = np.asarray(x[self.ntheta :], float)
@@ -137,6 +142,13 @@ def _pls_vcov(engine: PirlsEngine) -> np.ndarray:
     LX = L[mr : mr + p, mr : mr + p]
     inv = np.linalg.inv(LX)
     return inv.T @ inv
+
+
+def theta_scale(model: GlmmModel, theta: np.ndarray) -> np.ndarray:
+    """Rough standard error of each theta entry: max(|theta|, 0.05) / sqrt(2 L) for a term
+    with L levels, within [1e-3, 1]."""
+    levels = np.concatenate([np.full(t.ntheta, t.nlevels) for t in model.terms])
+    return np.clip(np.maximum(np.abs(theta), 0.05) / np.sqrt(2 * levels), 1e-3, 1.0)
 
 
 def _whitening(vcov: np.ndarray) -> np.ndarray:
@@ -235,11 +247,18 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     scale = _whitening(vcov0)
     engine = (engine_factory(model) if engine_factory is not None
               else PirlsEngine(model, free_beta=False))
-    obj = _Objective(engine, model, False, beta1, scale)
+    # theta in units of its rough standard error (theta / sqrt(2 levels), as for a variance
+    # from that many levels), so that one trust region and one step tolerance suit theta
+    # and the whitened beta alike
+    tscale = theta_scale(model, theta_hat)
+    obj = _Objective(engine, model, False, beta1, scale, theta_hat, tscale)
     obj.u = state0.u
     ntheta = len(theta_hat)
-    x0 = np.concatenate([theta_hat, np.zeros(len(beta1))])
-    lower = np.concatenate([lower_theta, np.full(len(beta1), -np.inf)])
+    x0 = np.zeros(ntheta + len(beta1))
+    with np.errstate(invalid="ignore"):
+        t_lower = np.where(np.isfinite(lower_theta), (lower_theta - theta_hat) / tscale,
+                           -np.inf)
+    lower = np.concatenate([t_lower, np.full(len(beta1), -np.inf)])
     opt = minimize(obj, x0, lower, optimizer=optimizer, initial_step=step2, xtol_abs=xtol,
                    ftol_abs=ftol_abs,
                    maxeval=maxeval)
@@ -253,7 +272,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     if use_hessian or (use_hessian is None and len(model.y) < HESSIAN_NOBS_MAX):
         # Hessian in (theta, beta) on the deviance's own scale, as lme4
         def unscaled(z: np.ndarray) -> float:
-            return obj(np.concatenate([z[:ntheta], np.linalg.solve(scale, z[ntheta:] - beta1)]))
+            return obj(np.concatenate([(z[:ntheta] - theta_hat) / tscale,
+                                       np.linalg.solve(scale, z[ntheta:] - beta1)]))
 
         H = hessian(unscaled, np.concatenate([theta, beta]))
         obj.u = state.u
