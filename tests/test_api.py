@@ -168,3 +168,11 @@ def test_r_functions_in_formulas_match_precomputed_columns():
     manual = sleep.assign(d2=sleep["Days"] ** 2, ld=np.log(sleep["Days"] + 1))
     ref = mixedfx.lmm("Reaction ~ Days + d2 + ld + (1 | Subject)", manual)
     np.testing.assert_allclose(res.fixef.to_numpy(), ref.fixef.to_numpy(), rtol=1e-10)
+
+
+def test_model_frame_does_not_follow_later_changes_to_the_data():
+    sleep = mixedfx.datasets.load("sleepstudy")
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", sleep)
+    before = res.model.design.frame["Reaction"].to_numpy().copy()
+    sleep.loc[0, "Reaction"] = -1.0
+    np.testing.assert_array_equal(res.model.design.frame["Reaction"].to_numpy(), before)

@@ -66,6 +66,8 @@ def as_pandas(data: object) -> pd.DataFrame:
     raise DataError(f"data must be a pandas or polars DataFrame, got {type(data).__name__}")
 
 
+_COPY_ON_WRITE = int(pd.__version__.split(".")[0]) >= 3
+
 _SIMPLE = re.compile(r"^[\sA-Za-z0-9_.+-]*$")
 
 
@@ -201,7 +203,8 @@ def grouping_codes(frame: pd.DataFrame, factors: tuple[str, ...]) -> tuple[np.nd
         col = frame[name]
         if isinstance(col.dtype, pd.CategoricalDtype):
             # unused levels are dropped below, with the interaction's
-            c, lev = col.cat.codes.to_numpy().astype(np.int64), np.asarray(col.cat.categories)
+            cat = col.array
+            c, lev = cat.codes.astype(np.int64), np.asarray(cat.categories)
         else:
             c, lev = pd.factorize(col, sort=True)
             c, lev = c.astype(np.int64), np.asarray(lev)
@@ -266,7 +269,13 @@ def build_design(parsed: ParsedFormula, data: object, weights: object = None,
     for name in used:
         if name not in data.columns:
             raise _unknown_column(name, columns, formula)
-    frame = data[used]
+    # the model frame: under pandas' copy-on-write (pandas >= 3) a shallow copy of the
+    # caller's frame when it holds exactly these columns (70 us instead of 400 us for
+    # data[used]; later changes to the caller's frame do not reach it)
+    if _COPY_ON_WRITE and list(data.columns) == used:
+        frame = data.copy(deep=False)
+    else:
+        frame = data[used]
     w = _vector(weights, data, len(data), "weights")
     off = _vector(offset, data, len(data), "offset")
     keep = np.ones(len(frame), dtype=bool)
