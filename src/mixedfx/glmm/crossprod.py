@@ -62,23 +62,30 @@ class WeightedCrossprod:
         rstart = np.concatenate([[0], np.cumsum(rcount)])
         self.a21_pos = ptr[rlev] + np.arange(len(rlev)) - rstart[rlev]
         self.dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
-        # per-row layout for the one-pass kernel
+        # per-row layout for the one-pass kernel, rows sorted by the first term's level (then
+        # the first rest column) so that its writes into A21 run through memory in order:
+        # on a 200,000-row crossed model with rows in random order this sorting made the
+        # refill several times faster (cache misses)
         nr = len(rest)
-        self.rest_col = np.array([c for c, _ in rest], dtype=np.int64).reshape(nr, n)
-        self.rest_z = np.array([z for _, z in rest], dtype=float).reshape(nr, n)
-        self.rest_pos = (self.a21_pos[self.a21_inv].reshape(nr, n) if rest
-                         else np.zeros((0, n), dtype=np.int64))
+        rest_col = np.array([c for c, _ in rest], dtype=np.int64).reshape(nr, n)
+        order = np.lexsort((rest_col[0], self.c1)) if nr else np.argsort(self.c1, kind="stable")
+        self.order = order
+        self.rest_col = np.ascontiguousarray(rest_col[:, order])
+        self.rest_z = np.ascontiguousarray(
+            np.array([z for _, z in rest], dtype=float).reshape(nr, n)[:, order])
+        self.rest_pos = (np.ascontiguousarray(self.a21_pos[self.a21_inv].reshape(nr, n)[:, order])
+                         if rest else np.zeros((0, n), dtype=np.int64))
         self.dense_pos = np.ascontiguousarray(self.dense_pos)
-        self.Z1c = np.ascontiguousarray(self.Z1, dtype=float)
-        self.c1c = np.ascontiguousarray(self.c1, dtype=np.int64)
+        self.Z1c = np.ascontiguousarray(self.Z1[order], dtype=float)
+        self.c1c = np.ascontiguousarray(self.c1[order], dtype=np.int64)
         self._XY = np.empty((n, X.shape[1] + 1))
-        self._XY[:, :-1] = X
+        self._XY[:, :-1] = X[order]
 
     def update(self, w: np.ndarray, z: np.ndarray) -> Blocks:
         """Refill the blocks in place with weights ``w`` and response ``z``."""
         b = self.blocks
-        self._XY[:, -1] = z
-        refill(np.ascontiguousarray(w, dtype=float), self.Z1c, self.c1c, self.rest_col,
-               self.rest_z, self.rest_pos, self.dense_pos, self._XY, b.A11, b.A21_val, b.A22,
-               self.m_r)
+        self._XY[:, -1] = z[self.order]
+        refill(np.ascontiguousarray(w[self.order], dtype=float), self.Z1c, self.c1c,
+               self.rest_col, self.rest_z, self.rest_pos, self.dense_pos, self._XY, b.A11,
+               b.A21_val, b.A22, self.m_r)
         return b

@@ -226,7 +226,7 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
         raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
     opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer,
                     initial_step=0.2 if theta0 is None else 0.05,
-                    xtol_abs=1e-4, maxeval=maxeval)
+                    xtol_abs=1e-4 if n_agq else xtol, maxeval=maxeval)
     theta_hat = np.asarray(opt0.final)
     try:
         obj0.u = None
