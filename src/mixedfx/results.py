@@ -205,19 +205,20 @@ class LmmResult(ResultOutputs):
 
         return variance_decomposition(self)
 
-    # --- tests of fixed effects (mixedfx.inference.ddf, kenward_roger) ---
+    # --- tests of fixed effects (inference-ddf: coef_table, ftests, satterthwaite,
+    # kenward_roger) ---
     def coef_table(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """Fixed effects with t tests (estimate, std_error, df, statistic, p_value);
         ``ddf`` is "satterthwaite" (lmerTest's default), "kenward-roger" (pbkrtest) or
-        "asymptotic" (z tests). See :func:`mixedfx.inference.ddf.coef_table`."""
-        from .inference.ddf import coef_table
+        "asymptotic" (z tests). See :func:`mixedfx.inference.coef_table.coef_table`."""
+        from .inference.coef_table import coef_table
 
         return coef_table(self, ddf)
 
     def anova(self, ddf: str = "satterthwaite") -> pd.DataFrame:
         """F test of each fixed-effect term as lmerTest's ``anova`` (sum_sq, mean_sq, num_df,
-        den_df, F, p_value); see :func:`mixedfx.inference.ddf.anova`."""
-        from .inference.ddf import anova
+        den_df, F, p_value), type III; see :func:`mixedfx.inference.ftests.anova`."""
+        from .inference.ftests import anova
 
         return anova(self, ddf)
 

@@ -1,0 +1,127 @@
+"""Type III F tests with interactions, an unbalanced nested design and ML Satterthwaite
+against lmerTest and pbkrtest (tests/reference/inference_refs.R)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedfx
+from mixedfx.inference.ftests import type3_contrasts
+
+REF = Path(__file__).parent / "reference"
+REFS = json.loads((REF / "inference_refs.json").read_text())
+
+
+def _data(name: str) -> pd.DataFrame:
+    if name == "d":
+        d = pd.read_csv(REF / "inference_nested.csv")
+        d["trt"] = pd.Categorical(d["trt"], categories=["A", "B", "C"])
+        d["sex"] = pd.Categorical(d["sex"], categories=["f", "m"])
+        d["site"] = d["site"].astype(str)
+        return d
+    if name == "u":
+        u = pd.read_csv(REF / "ddf_sleep_unbalanced.csv")
+        u["Subject"] = u["Subject"].astype(str)
+        u["period"] = pd.Categorical(u["period"], categories=["early", "middle", "late"])
+        return u
+    pen = mixedfx.datasets.load("Penicillin").copy()
+    pen["half"] = np.where(pen["sample"].astype(str).isin(["A", "B", "C"]), "first", "second")
+    return pen
+
+
+_FITS: dict = {}
+
+
+def _fit(name: str):
+    if name not in _FITS:
+        ref = REFS[name]
+        _FITS[name] = mixedfx.lmm(ref["formula"], _data(ref["data"]), reml=ref["reml"])
+    return _FITS[name], REFS[name]
+
+
+def _values(x) -> np.ndarray:
+    return np.array(list(x.values()) if isinstance(x, dict) else np.atleast_1d(x), float)
+
+
+@pytest.mark.parametrize("name", list(REFS))
+def test_estimates_and_satterthwaite_t_tests(name):
+    res, ref = _fit(name)
+    np.testing.assert_allclose(res.fixef, _values(ref["fixef"]), rtol=1e-5, atol=1e-6)
+    table = res.coef_table("satterthwaite")
+    np.testing.assert_allclose(table["df"], _values(ref["satterthwaite"]["df"]), rtol=1e-4)
+    np.testing.assert_allclose(table["statistic"], _values(ref["satterthwaite"]["t"]),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", list(REFS))
+def test_type3_satterthwaite_anova(name):
+    res, ref = _fit(name)
+    a, want = res.anova(), ref["anova_satterthwaite"]
+    assert list(a.index) == list(np.atleast_1d(want["terms"]))
+    np.testing.assert_array_equal(a["num_df"], want["num_df"])
+    np.testing.assert_allclose(a["F"], want["F"], rtol=1e-5)
+    np.testing.assert_allclose(a["sum_sq"], want["sum_sq"], rtol=1e-5)
+    np.testing.assert_allclose(a["den_df"], want["den_df"], rtol=1e-4)
+    np.testing.assert_allclose(a["p_value"], want["p"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in REFS if "kenward_roger" in REFS[n]])
+def test_kenward_roger_t_and_type3_f_tests(name):
+    res, ref = _fit(name)
+    t = res.coef_table("kenward-roger")
+    np.testing.assert_allclose(t["df"], _values(ref["kenward_roger"]["df"]), rtol=1e-4)
+    np.testing.assert_allclose(t["std_error"], _values(ref["kenward_roger"]["se"]),
+                               rtol=1e-5)
+    np.testing.assert_allclose(t["p_value"], _values(ref["kenward_roger"]["p"]), rtol=1e-3)
+    a, want = res.anova("kenward-roger"), ref["anova_kenward_roger"]
+    assert list(a.index) == list(np.atleast_1d(want["terms"]))
+    np.testing.assert_allclose(a["F"], want["F"], rtol=1e-5)
+    np.testing.assert_allclose(a["den_df"], want["den_df"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in REFS if "krmodcomp_trt" in REFS[n]])
+def test_kenward_roger_two_row_contrast_as_krmodcomp(name):
+    from mixedfx.inference.kenward_roger import kenward_roger_parts
+
+    res, ref = _fit(name)
+    L = np.zeros((2, len(res.fixef)))
+    L[0, 1] = L[1, 2] = 1
+    kr = kenward_roger_parts(res)
+    test = kr.f_test(L, res.fixef.to_numpy(float))
+    ddf, scale = kr.ddf_and_scale(L)
+    want = ref["krmodcomp_trt"]
+    assert test["F"] == pytest.approx(want["F"], rel=1e-5)
+    assert ddf == pytest.approx(want["ddf"], rel=1e-4)
+    assert scale == pytest.approx(want["scale"], rel=1e-5)
+
+
+def test_type3_main_effect_in_interaction_is_averaged_not_at_reference():
+    res, _ = _fit("nested_factorial_reml")
+    L = type3_contrasts(res)["sex"]
+    names = list(res.fixef.index)
+    # sex averaged over the three treatments: sexm + (trtB:sexm + trtC:sexm) / 3
+    assert L.shape == (1, len(names))
+    row = L[0] / L[0, names.index("sexm")]
+    assert row[names.index("trtB:sexm")] == pytest.approx(1 / 3)
+    assert row[names.index("trtC:sexm")] == pytest.approx(1 / 3)
+    # the interaction itself is tested marginally (all its coefficients zero)
+    np.testing.assert_array_equal(np.abs(type3_contrasts(res)["trt:sex"]).sum(axis=0) > 0,
+                                  [":" in n for n in names])
+
+
+def test_anova_asymptotic_and_bad_ddf():
+    res, _ = _fit("nested_factorial_ml")
+    a = res.anova("asymptotic")
+    assert np.all(np.isinf(a["den_df"]))
+    s = res.anova()
+    np.testing.assert_allclose(a["F"], s["F"], rtol=1e-12)  # same statistic, other df
+    assert np.all(a["p_value"] <= s["p_value"] + 1e-15)
+    with pytest.raises(ValueError, match="unknown ddf"):
+        res.anova("between-within")
+    with pytest.raises(mixedfx.DataError, match="REML"):
+        res.anova("kenward-roger")
