@@ -125,3 +125,20 @@ def test_anova_asymptotic_and_bad_ddf():
         res.anova("between-within")
     with pytest.raises(mixedfx.DataError, match="REML"):
         res.anova("kenward-roger")
+
+
+def test_residual_structures_fall_back_to_asymptotic_with_a_note():
+    o = mixedfx.datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", o, correlation=mixedfx.AR1(),
+                      variance=mixedfx.VarIdent("Sex"))
+    text = res.summary()
+    assert "Satterthwaite's method" not in text.splitlines()[0]
+    assert "t tests without df" in text and "coef_table('asymptotic')" in text
+    for ddf in ("satterthwaite", "kenward-roger"):
+        with pytest.raises(mixedfx.DataError, match="residual-structure"):
+            res.coef_table(ddf)
+    with pytest.raises(mixedfx.DataError, match="residual-structure"):
+        res.anova()
+    table = res.coef_table("asymptotic")
+    np.testing.assert_allclose(table["std_error"], res.se)
+    assert res.anova("asymptotic").loc["Sex", "num_df"] == 1

@@ -181,7 +181,11 @@ SATTERTHWAITE_MAX_ROWS = 100_000  # above this the summary does not compute df (
 def _satterthwaite_tests(res) -> tuple[pd.DataFrame | None, str]:
     """Satterthwaite t tests for the summary (lmerTest's layout), or None and why not."""
     model = getattr(res, "model", None)
-    if res.residual_params or not hasattr(model, "factorizer"):
+    if res.residual_params or hasattr(model, "structures"):
+        return None, ("(t tests without df: Satterthwaite and Kenward-Roger df are not "
+                      "available with residual structures; res.coef_table('asymptotic') "
+                      "gives z-test p-values)")
+    if not hasattr(model, "factorizer"):
         return None, ""
     if res.nobs > SATTERTHWAITE_MAX_ROWS:
         return None, ("(t tests without df for a large model: res.coef_table() gives "

@@ -134,8 +134,9 @@ def kenward_roger_parts(res) -> KenwardRoger:
         return cached
     model = getattr(res, "model", None)
     if model is None or not hasattr(model, "blocks") or hasattr(model, "structures"):
-        raise DataError("Kenward-Roger needs an LMM fitted with sigma^2 I residuals; use "
-                        "ddf='satterthwaite' or 'asymptotic'")
+        raise DataError("Kenward-Roger needs an LMM fitted with sigma^2 I residuals; "
+                        "residual-structure fits (correlation=, variance=) support "
+                        "ddf='asymptotic' only")
     if not res.reml:
         raise DataError("Kenward-Roger is defined for REML fits; refit with reml=True or "
                         "use ddf='satterthwaite'")

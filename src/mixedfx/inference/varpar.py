@@ -41,10 +41,10 @@ class VarparFunctions:
     """
 
     def __init__(self, model) -> None:
-        if not hasattr(model, "factorizer"):
-            raise DataError("denominator degrees of freedom need the fitted LMM's model "
-                            f"(got {type(model).__name__}); residual-structure fits support "
-                            "ddf='asymptotic' only")
+        if not hasattr(model, "factorizer") or hasattr(model, "structures"):
+            raise DataError("Satterthwaite df need an LMM with sigma^2 I residuals (got "
+                            f"{type(model).__name__}); residual-structure fits (correlation=, "
+                            "variance=) support ddf='asymptotic' only")
         self.model = model
         blocks = model.blocks
         self.n, self.p, self.mr = blocks.n, blocks.p, blocks.m_random
