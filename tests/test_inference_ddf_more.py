@@ -142,3 +142,19 @@ def test_residual_structures_fall_back_to_asymptotic_with_a_note():
     table = res.coef_table("asymptotic")
     np.testing.assert_allclose(table["std_error"], res.se)
     assert res.anova("asymptotic").loc["Sex", "num_df"] == 1
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_analytic_sigma_derivatives_equal_generic_numerical_ones(reml):
+    from mixedfx.inference.varpar import VarparFunctions, hessian, jacobian, varpar_derivatives
+
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)",
+                      mixedfx.datasets.load("sleepstudy"), reml=reml)
+    fun = VarparFunctions(res.model)
+    varpar = np.append(res.theta, res.sigma)
+    H, jac, vcov = varpar_derivatives(fun, res.theta, res.sigma)
+    np.testing.assert_allclose(H, hessian(fun.deviance, varpar), rtol=1e-5,
+                               atol=1e-5 * np.abs(H).max())
+    for a, b in zip(jac, jacobian(fun.vcov_beta, varpar), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
+    np.testing.assert_allclose(vcov, res.vcov.to_numpy(), rtol=1e-6)

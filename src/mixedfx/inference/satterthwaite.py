@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from .varpar import VarparFunctions, hessian, jacobian
+from .varpar import VarparFunctions, varpar_derivatives
 
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -50,8 +50,7 @@ def satterthwaite_parts(res) -> SatterthwaiteParts:
     if cached is not None:
         return cached
     fun = VarparFunctions(res.model)
-    varpar = np.append(np.asarray(res.theta, float), float(res.sigma))
-    H = hessian(fun.deviance, varpar)
+    H, jac, vcov = varpar_derivatives(fun, np.asarray(res.theta, float), float(res.sigma))
     try:
         np.linalg.cholesky(H)
         A = 2 * np.linalg.inv(H)
@@ -60,8 +59,7 @@ def satterthwaite_parts(res) -> SatterthwaiteParts:
                       "(a boundary fit?): Satterthwaite df use its pseudo-inverse",
                       RuntimeWarning, stacklevel=3)
         A = 2 * np.linalg.pinv(H)
-    jac = jacobian(fun.vcov_beta, varpar)
-    parts = SatterthwaiteParts(vcov=fun.vcov_beta(varpar), jac=jac, A=A)
+    parts = SatterthwaiteParts(vcov=vcov, jac=jac, A=A)
     _CACHE[res] = parts
     return parts
 
