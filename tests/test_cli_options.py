@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 import mixedfx
@@ -111,3 +112,102 @@ def test_glmm_bad_options(argv, message, capsys):
     base = ["fit", "incidence ~ period + (1 | herd)", "--data", "cbpp"]
     assert main(base + argv) == 2
     assert message in capsys.readouterr().err
+
+
+SLEEP_RI = ["fit", "Reaction ~ Days + (1 | Subject)", "--data", "sleepstudy"]
+
+
+def test_confint_wald_and_profile_match_the_api(capsys):
+    sleep = mixedfx.datasets.load("sleepstudy")
+    ref = mixedfx.lmm("Reaction ~ Days + (1 | Subject)", sleep)
+    for method in ("wald", "profile"):
+        assert main(SLEEP_RI + ["--confint", method, "--json"]) == 0
+        captured = capsys.readouterr()
+        ci = json.loads(captured.out)["confint"]
+        expected = ref.confint(method=method)
+        assert ci["method"] == method and ci["names"] == [str(i) for i in expected.index]
+        got = [np.nan if v is None else v for v in ci["lower"]]
+        np.testing.assert_allclose(got, expected.lower.to_numpy(float), rtol=1e-10)
+        if method == "profile":
+            assert "computing profile intervals" in captured.err
+
+
+def test_confint_bootstrap_nsim_seed_and_quiet(capsys):
+    argv = SLEEP_RI + ["--confint", "bootstrap", "--nsim", "12", "--seed", "3", "--json",
+                       "--quiet"]
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.err == ""  # --quiet: no progress
+    first = json.loads(captured.out)["confint"]
+    assert first["method"] == "bootstrap" and len(first["names"]) == 4
+    assert all(lo < up for lo, up in zip(first["lower"], first["upper"], strict=True))
+    assert main(argv) == 0  # the seed makes the replicates reproducible
+    assert json.loads(capsys.readouterr().out)["confint"] == first
+    assert main(SLEEP_RI + ["--confint", "bootstrap", "--nsim", "1"]) == 2
+    assert "at least 2 bootstrap replicates" in capsys.readouterr().err
+
+
+def test_text_output_of_confint_and_ddf(capsys):
+    assert main(SLEEP_RI + ["--confint", "wald", "--ddf", "satterthwaite"]) == 0
+    out = capsys.readouterr().out
+    assert "Linear mixed model" in out or "REML" in out
+    assert "Fixed effects (satterthwaite df):" in out
+    assert "Confidence intervals (95%, wald):" in out
+
+
+@pytest.mark.parametrize("kind", ["residuals", "group_lines", "profile"])
+def test_every_plot_kind_default_out(kind, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", "sleepstudy",
+                 "--plot", kind]) == 0
+    assert (tmp_path / f"{kind}.png").stat().st_size > 1000
+    assert f"wrote {kind}.png" in capsys.readouterr().err
+
+
+def test_glmm_link_and_pql_method(capsys):
+    cbpp = mixedfx.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    assert main(["fit", formula, "--data", "cbpp", "--family", "binomial", "--link", "probit",
+                 "--json"]) == 0
+    ref = mixedfx.glmm(formula, cbpp, family="binomial", link="probit")
+    assert json.loads(capsys.readouterr().out)["loglik"] == pytest.approx(ref.loglik, rel=1e-10)
+    assert main(["fit", formula, "--data", "cbpp", "--family", "binomial", "--method", "pql",
+                 "--ddf", "asymptotic", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    pql = mixedfx.glmm(formula, cbpp, family="binomial", method="pql")
+    assert out["coef_table"]["terms"] == list(pql.fixef.index)
+    np.testing.assert_allclose(out["coef_table"]["estimate"], pql.fixef.to_numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--ddf", "satterthwaite"], "use --ddf asymptotic"),
+    (["--link", "cubic"], "cubic"),
+    (["--method", "agq", "--n-agq", "0"], "agq"),
+    (["--plot", "profile"], "does not offer"),
+])
+def test_glmm_options_that_do_not_apply(argv, message, capsys):
+    base = ["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
+            "cbpp", "--family", "binomial"]
+    assert main(base + argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err
+
+
+def test_repeated_variance_options(capsys):
+    argv = ["fit", "distance ~ age + (1 | Subject)", "--data", "Orthodont", "--variance",
+            "VarIdent(Sex)", "--variance", "VarPower(age)", "--json", "--quiet"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    ref = mixedfx.lmm("distance ~ age + (1 | Subject)", mixedfx.datasets.load("Orthodont"),
+                      variance=[mixedfx.VarIdent("Sex"), mixedfx.VarPower("age")])
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-10)
+
+
+def test_unreadable_file_type_and_bad_output_path(tmp_path, capsys):
+    bad = tmp_path / "data.xlsx"
+    bad.write_text("x")
+    assert main(["fit", "y ~ x + (1 | g)", "--data", str(bad)]) == 2
+    assert "use a .csv or .parquet file" in capsys.readouterr().err
+    out = tmp_path / "no" / "such" / "dir" / "cat.png"
+    assert main(SLEEP_RI + ["--plot", "caterpillar", "--out", str(out)]) == 4
+    assert capsys.readouterr().err.startswith("error: ")

@@ -84,3 +84,18 @@ def test_marginal_equals_conditional_for_identity_link(sleep_fit):
     assert len(typical) == 11
     with pytest.raises(mixedfx.DataError, match="not a numeric column"):
         plot.marginal_vs_conditional(sleep_fit, "Subject")
+
+
+def test_glmm_plots_and_profile_refused():
+    cbpp = mixedfx.datasets.load("cbpp")
+    res = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial")
+    fig = plot.caterpillar(res)
+    (ax,) = fig.axes
+    xs = ax.lines[-1].get_xdata()
+    assert len(xs) == cbpp["herd"].nunique()
+    assert sorted(xs) == sorted(res.ranef["herd"]["(Intercept)"])
+    assert len(plot.residuals(res).axes) == 3
+    if not callable(getattr(res, "profile", None)):
+        with pytest.raises(mixedfx.DataError, match="does not offer"):
+            plot.profile(res)

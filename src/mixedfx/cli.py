@@ -82,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--json", action="store_true", help="print the result as JSON")
     fit.add_argument("--confint", choices=["profile", "wald", "bootstrap"],
                      help="also print 95%% confidence intervals (lme4's confint)")
+    fit.add_argument("--nsim", type=int, default=500,
+                     help="bootstrap replicates of --confint bootstrap (default 500)")
+    fit.add_argument("--seed", type=int, default=1,
+                     help="random seed of --confint bootstrap (default 1)")
     fit.add_argument("--family", help="fit a GLMM of this family: binomial, poisson, Gamma, "
                      "inverse.gaussian, negbinomial")
     fit.add_argument("--link", help="link function of --family (its default otherwise)")
@@ -146,14 +150,27 @@ def _fit(args: argparse.Namespace) -> int:
                  f"({res.optsum.feval} evaluations)")
     ci = None
     if args.confint:
+        if not callable(getattr(res, "confint", None)):
+            raise MixedFXError(f"--confint is not available for {type(res).__name__} (a "
+                               f"{args.family} GLMM); drop --confint")
         if args.confint != "wald":
             progress(f"computing {args.confint} intervals ...")
-        ci = res.confint(method=args.confint, seed=1) if args.confint == "bootstrap" else \
-            res.confint(method=args.confint)
+        if args.confint == "bootstrap":
+            if args.nsim < 2:
+                raise MixedFXError(f"--nsim {args.nsim}: give at least 2 bootstrap replicates")
+            ci = res.confint(method="bootstrap", nsim=args.nsim, seed=args.seed,
+                             progress=False if args.quiet else None)
+        else:
+            ci = res.confint(method=args.confint)
+        progress(f"{args.confint} intervals done in {time.perf_counter() - start:.2f} s "
+                 "since the start of the fit")
     tests = None
     if args.ddf:
         if not hasattr(res, "coef_table"):
             raise MixedFXError(f"--ddf is not available for {type(res).__name__}")
+        if args.family is not None and args.ddf != "asymptotic":
+            raise MixedFXError(f"--ddf {args.ddf}: GLMM fixed effects are tested by z "
+                               "statistics (lme4's glmer); use --ddf asymptotic")
         try:
             tests = res.coef_table(args.ddf) if args.family is None else res.coef_table()
         except (ValueError, MixedFXError) as exc:
@@ -162,6 +179,8 @@ def _fit(args: argparse.Namespace) -> int:
         from . import plot
 
         out = args.out or f"{args.plot}.png"
+        if args.plot == "profile" and callable(getattr(res, "profile", None)):
+            progress("profiling the likelihood ...")
         getattr(plot, args.plot)(res).savefig(out, dpi=110)
         progress(f"wrote {out}")
     if args.save:

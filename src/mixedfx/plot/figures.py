@@ -209,6 +209,9 @@ def profile(res, which=None):
     matplotlib.figure.Figure
         zeta against the parameter; dashed lines at zeta = +-1.96 (95 % interval).
     """
+    if not hasattr(res, "traces") and not callable(getattr(res, "profile", None)):
+        raise DataError(f"profile plots need likelihood profiles, which {type(res).__name__} "
+                        "does not offer; profile a linear mixed model (mixedfx.lmm)")
     prof = res if hasattr(res, "traces") else res.profile(which=which)
     names = list(prof.traces)
     ncols = min(len(names), 3)
