@@ -139,3 +139,17 @@ def test_glmm_round_trip(method, tmp_path):
     new = cbpp.iloc[:5].assign(herd="new")
     np.testing.assert_allclose(loaded.predict(new, allow_new_levels=True),
                                res.predict(new, allow_new_levels=True), rtol=1e-12)
+
+
+def test_negative_binomial_round_trip(tmp_path):
+    cbpp = mixedfx.datasets.load("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the herd variance is on the boundary here
+        res = mixedfx.glmm("incidence ~ period + (1 | herd)", cbpp, family="negbinomial")
+    loaded = mixedfx.load(res.save(tmp_path / "nb.mfx.json"))
+    assert type(loaded) is type(res)
+    _assert_same(res, loaded)
+    assert loaded.summary() == res.summary()
+    assert loaded.family_object.name == res.family_object.name
+    np.testing.assert_allclose(loaded.predict(cbpp.iloc[:6]), res.predict(cbpp.iloc[:6]),
+                               rtol=1e-12)
