@@ -224,9 +224,12 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     obj0 = _Objective(engine0, model, True, start_beta)
     if not np.isfinite(obj0(start_theta)):
         raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
+    # the nAGQ = 0 stage is only a start when the Laplace stage follows: a step tolerance of
+    # 1e-2 in theta halves its evaluations and leaves the final fit unchanged (cbpp, VerbAgg,
+    # Poisson slopes: same loglik to 1e-9, stage 2 as many evaluations)
     opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer,
                     initial_step=0.2 if theta0 is None else 0.05,
-                    xtol_abs=1e-4 if n_agq else xtol, maxeval=maxeval)
+                    xtol_abs=1e-2 if n_agq else xtol, maxeval=maxeval)
     theta_hat = np.asarray(opt0.final)
     try:
         obj0.u = None
