@@ -93,3 +93,23 @@ def test_glmm_tidy_glance_html():
     g = res.glance()
     assert g.loc[0, "nobs"] == 56 and g.loc[0, "loglik"] == pytest.approx(res.loglik)
     assert "Random effects" in res._repr_html_()
+
+
+def test_structured_residual_parameters_are_rows(tmp_path):
+    orth = mixedfx.datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + Sex + (1 | Subject)", orth,
+                      correlation=mixedfx.AR1(), variance=mixedfx.VarIdent("Sex"))
+    t = res.tidy(conf_int=True)  # no intervals for the structure: NaN, never a crash
+    resid = t[t["term"].str.startswith("resid__")]
+    assert list(resid["term"]) == [f"resid__{k}" for k in res.residual_params]
+    assert (resid["group"] == "Residual").all() and (resid["effect"] == "ran_pars").all()
+    np.testing.assert_array_equal(resid["estimate"], list(res.residual_params.values()))
+    assert resid["conf_low"].isna().all()
+    fixed = t[t["effect"] == "fixed"]
+    assert fixed["conf_low"].notna().all() and len(fixed) == 3
+    loaded = mixedfx.load(res.save(tmp_path / "ar1.mfx.json"))  # without its model
+    assert loaded.tidy().equals(res.tidy())
+    html = res._repr_html_()
+    assert "Residual structure" in html and "<td>Phi</td>" in html
+    assert "Residual structure" not in mixedfx.lmm(
+        "distance ~ age + (1 | Subject)", orth)._repr_html_()

@@ -1,7 +1,8 @@
 """Notebook output: HTML for results and their summaries.
 
-Jupyter shows an object's ``_repr_html_`` when it has one. A result renders as three small
-tables (fit statistics, random effects, fixed effects with their tests); ``summary()``
+Jupyter shows an object's ``_repr_html_`` when it has one. A result renders as small
+tables (fit statistics, random effects, the residual structure's parameters when it has
+one, fixed effects with their tests); ``summary()``
 returns :class:`SummaryText`, a ``str`` that shows itself as preformatted text, so printing,
 comparing and writing it work as before.
 """
@@ -45,6 +46,9 @@ def result_html(res) -> str:
     random = res.varcorr.rename(columns={"vcov": "variance", "sdcor": "sd / corr"})
     fixed = tidy(res, effects=("fixed",)).drop(
         columns=["effect", "group", "conf_low", "conf_high"]).set_index("term")
+    params = getattr(res, "residual_params", None) or {}
+    structure = _table(pd.DataFrame({"parameter": list(params), "estimate": list(
+        params.values())}), "Residual structure") if params else ""
     return (f"<div class='mixedfx-result'>{head}{warn}"
-            f"{_table(stats, 'Fit')}{_table(random, 'Random effects')}"
+            f"{_table(stats, 'Fit')}{_table(random, 'Random effects')}{structure}"
             f"{_table(fixed, 'Fixed effects', index=True)}</div>")

@@ -4,6 +4,9 @@
 Column names are broom's with Python spelling (``std_error``, ``p_value``, ``conf_low``).
 Random-effect parameters are named as broom.mixed names them: ``sd__(Intercept)``,
 ``cor__(Intercept).Days`` within their group, and ``sd__Observation`` for the residual.
+Residual correlation and variance parameters of structured-residual fits follow in group
+``Residual`` as ``resid__<name>`` with nlme's names (``resid__Phi`` of an AR(1),
+``resid__Female`` of a ``VarIdent("Sex")`` ratio, ``resid__power`` of a ``VarPower``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,10 @@ def _ran_pars_rows(res) -> tuple[pd.DataFrame, list[str]]:
         else:
             rows.append((r.group, f"cor__{r.term1}.{r.term2}", r.sdcor))
             names.append(f"cor_{r.term2}.{r.term1}|{r.group}")
+    # residual correlation and variance parameters (nlme's Phi, varIdent ratios, power)
+    for key, value in (getattr(res, "residual_params", None) or {}).items():
+        rows.append(("Residual", f"resid__{key}", float(value)))
+        names.append(f"resid__{key}")
     frame = pd.DataFrame(rows, columns=["group", "term", "estimate"])
     frame.insert(0, "effect", "ran_pars")
     for col in ("std_error", "statistic", "df", "p_value"):
