@@ -99,3 +99,21 @@ def test_glmm_plots_and_profile_refused():
     if not callable(getattr(res, "profile", None)):
         with pytest.raises(mixedfx.DataError, match="does not offer"):
             plot.profile(res)
+
+
+def test_marginal_flatter_than_conditional_for_glmms():
+    from mixedfx.datasets import simulate
+
+    data = simulate.binary_outcomes(seed=5)
+    logit = mixedfx.glmm("passed ~ hours + (1 | school)", data, family="binomial")
+    ax = _visible(plot.marginal_vs_conditional(logit, "hours", points=21))[0]
+    typical, marginal = (np.asarray(ln.get_ydata()) for ln in ax.lines)
+    assert len(typical) == 21 and ax.get_xlabel() == "hours"
+    assert np.ptp(marginal) < np.ptp(typical)  # the population curve is flatter
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "conditional (random effects = 0)", "marginal (population average)"]
+    counts = mixedfx.glmm("absences ~ hours + (1 | school)", data, family="poisson")
+    ax = _visible(plot.marginal_vs_conditional(counts, "hours", points=5))[0]
+    typical, marginal = (np.asarray(ln.get_ydata()) for ln in ax.lines)
+    sd = counts.varcorr["sdcor"].iloc[0]
+    np.testing.assert_allclose(marginal, typical * np.exp(sd**2 / 2), rtol=1e-6)
