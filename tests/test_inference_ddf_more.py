@@ -40,7 +40,9 @@ _FITS: dict = {}
 def _fit(name: str):
     if name not in _FITS:
         ref = REFS[name]
-        _FITS[name] = mixedfx.lmm(ref["formula"], _data(ref["data"]), reml=ref["reml"])
+        data = _data(ref["data"])
+        weights = (1.0 + (data["x"] > 2)).to_numpy() if ref["weights"] else None
+        _FITS[name] = mixedfx.lmm(ref["formula"], data, reml=ref["reml"], weights=weights)
     return _FITS[name], REFS[name]
 
 
@@ -81,7 +83,41 @@ def test_kenward_roger_t_and_type3_f_tests(name):
     a, want = res.anova("kenward-roger"), ref["anova_kenward_roger"]
     assert list(a.index) == list(np.atleast_1d(want["terms"]))
     np.testing.assert_allclose(a["F"], want["F"], rtol=1e-5)
+    np.testing.assert_allclose(a["sum_sq"], want["sum_sq"], rtol=1e-5)  # unscaled F
     np.testing.assert_allclose(a["den_df"], want["den_df"], rtol=1e-4)
+    np.testing.assert_allclose(a["p_value"], want["p"], rtol=1e-3)
+
+
+@pytest.mark.parametrize("name", [n for n in REFS if "contest" in REFS[n]])
+def test_contrast_test_with_rhs_as_lmertest_contest(name):
+    from mixedfx.inference.ftests import contrast_test
+
+    res, ref = _fit(name)
+    L = np.zeros((2, len(res.fixef)))
+    L[0, 1] = L[1, 2] = 1
+    for ddf, key in (("satterthwaite", "satterthwaite"), ("kenward-roger", "kenward_roger")):
+        test, want = contrast_test(res, L, ddf=ddf, rhs=[1, 1]), ref["contest"][key]
+        assert test["F"] == pytest.approx(want["F"], rel=1e-5)
+        assert test["den_df"] == pytest.approx(want["den_df"], rel=1e-4)
+        assert test["p_value"] == pytest.approx(want["p"], rel=1e-3)
+        np.testing.assert_allclose(test["estimate"], L @ res.fixef.to_numpy() - 1)
+    one = contrast_test(res, L[0] - L[1])
+    assert one["F"] == pytest.approx(ref["contest"]["one_row"]["F"], rel=1e-5)
+    assert one["den_df"] == pytest.approx(ref["contest"]["one_row"]["den_df"], rel=1e-4)
+    with pytest.raises(mixedfx.DataError, match="columns"):
+        contrast_test(res, [1, 0])
+    with pytest.raises(mixedfx.DataError, match="rhs"):
+        contrast_test(res, L, rhs=[1, 2, 3])
+
+
+def test_combined_df_follows_lmertest_rules():
+    from mixedfx.inference.satterthwaite import combined_df
+
+    assert combined_df([7.5]) == 7.5
+    assert combined_df([10.0, 10.0]) == 10.0
+    assert combined_df([1.5, 30.0]) == 2.0
+    E = 10 / 8 + 20 / 18
+    assert combined_df([10.0, 20.0]) == pytest.approx(2 * E / (E - 2))
 
 
 @pytest.mark.parametrize("name", [n for n in REFS if "krmodcomp_trt" in REFS[n]])
@@ -158,3 +194,13 @@ def test_analytic_sigma_derivatives_equal_generic_numerical_ones(reml):
     for a, b in zip(jac, jacobian(fun.vcov_beta, varpar), strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10 * np.abs(b).max())
     np.testing.assert_allclose(vcov, res.vcov.to_numpy(), rtol=1e-6)
+
+
+def test_kenward_roger_with_constant_weights_equals_unweighted():
+    # weights c rescale sigma^2 only: V = Z G Z' + sigma^2 / c I gives the same df and tests
+    data = _data("d")
+    f = "y ~ trt + x + (1 | site/batch)"
+    plain = mixedfx.lmm(f, data).coef_table("kenward-roger")
+    heavy = mixedfx.lmm(f, data, weights=np.full(len(data), 3.0)).coef_table("kenward-roger")
+    np.testing.assert_allclose(heavy["df"], plain["df"], rtol=1e-5)
+    np.testing.assert_allclose(heavy["std_error"], plain["std_error"], rtol=1e-5)

@@ -39,29 +39,37 @@ cases <- list(
   list(name = "sleep_factor_by_numeric_reml", data = "u", REML = TRUE,
        formula = "Reaction ~ period * dose + Days + (Days | Subject)"),
   list(name = "penicillin_fixed_reml", data = "pen", REML = TRUE,
-       formula = "diameter ~ half + (1 | plate) + (1 | sample)")
+       formula = "diameter ~ half + (1 | plate) + (1 | sample)"),
+  list(name = "nested_weighted_reml", data = "d", REML = TRUE, weights = TRUE,
+       formula = "y ~ trt + x + (1 | site/batch)")
 )
+d$w <- 1 + (d$x > 2)  # prior weights of the weighted case
 out <- list()
 for (cs in cases) {
-  m <- lmer(as.formula(cs$formula), data = get(cs$data), REML = cs$REML,
-            control = lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10)))
+  ctl <- lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10))
+  m <- if (isTRUE(cs$weights)) {
+    lmer(as.formula(cs$formula), data = d, REML = cs$REML, weights = w, control = ctl)
+  } else lmer(as.formula(cs$formula), data = get(cs$data), REML = cs$REML, control = ctl)
   co <- summary(m, ddf = "Satterthwaite")$coefficients
   a <- anova(m, ddf = "Satterthwaite", type = 3)
   res <- list(formula = cs$formula, reml = cs$REML, data = cs$data,
+              weights = isTRUE(cs$weights),
               fixef = as.list(fixef(m)),
               satterthwaite = list(df = as.list(co[, "df"]), t = as.list(co[, "t value"]),
                                    p = as.list(co[, "Pr(>|t|)"])),
               anova_satterthwaite = list(terms = rownames(a), F = a[["F value"]],
                                          num_df = a[["NumDF"]], den_df = a[["DenDF"]],
                                          sum_sq = a[["Sum Sq"]], p = a[["Pr(>F)"]]))
-  if (cs$REML) {
+  # pbkrtest 0.5.2's Kenward-Roger disagrees with the paper's V for prior weights
+  # (df 84 where V = Z G Z' + sigma^2 W^-1 gives 49): weighted KR is not a reference
+  if (cs$REML && !isTRUE(cs$weights)) {
     ck <- summary(m, ddf = "Kenward-Roger")$coefficients
     ak <- anova(m, ddf = "Kenward-Roger", type = 3)
     res$kenward_roger <- list(df = as.list(ck[, "df"]), se = as.list(ck[, "Std. Error"]),
                               p = as.list(ck[, "Pr(>|t|)"]))
     res$anova_kenward_roger <- list(terms = rownames(ak), F = ak[["F value"]],
                                     num_df = ak[["NumDF"]], den_df = ak[["DenDF"]],
-                                    p = ak[["Pr(>F)"]])
+                                    sum_sq = ak[["Sum Sq"]], p = ak[["Pr(>F)"]])
     # a two-row contrast (trt B - A and C - A jointly) straight from pbkrtest
     if (cs$data == "d") {
       L <- matrix(0, 2, length(fixef(m)))
@@ -69,6 +77,16 @@ for (cs in cases) {
       kr <- KRmodcomp(m, L)
       res$krmodcomp_trt <- list(F = kr$stats$Fstat, ddf = kr$stats$ddf,
                                 scale = kr$stats$F.scaling)
+      # lmerTest's contest with a right-hand side, both methods, and one row
+      cs_s <- contest(m, L, rhs = c(1, 1), ddf = "Satterthwaite")
+      cs_k <- contest(m, L, rhs = c(1, 1), ddf = "Kenward-Roger")
+      one <- contest(m, L[1, , drop = FALSE] - L[2, , drop = FALSE], ddf = "Satterthwaite")
+      res$contest <- list(
+        satterthwaite = list(F = cs_s[["F value"]], den_df = cs_s[["DenDF"]],
+                             p = cs_s[["Pr(>F)"]]),
+        kenward_roger = list(F = cs_k[["F value"]], den_df = cs_k[["DenDF"]],
+                             p = cs_k[["Pr(>F)"]]),
+        one_row = list(F = one[["F value"]], den_df = one[["DenDF"]]))
     }
   }
   out[[cs$name]] <- res

@@ -125,13 +125,58 @@ def type3_contrasts(res) -> dict[str, np.ndarray]:
     return out
 
 
-def _asymptotic_test(res, L: np.ndarray) -> dict:
-    beta = L @ res.fixef.to_numpy(float)
+def _asymptotic_test(res, L: np.ndarray, beta: np.ndarray | None = None) -> dict:
+    beta = L @ (res.fixef.to_numpy(float) if beta is None else beta)
     V = L @ res.vcov.to_numpy(float) @ L.T
     q = np.linalg.matrix_rank(V)
     F = float(beta @ np.linalg.pinv(V) @ beta / q)
     return {"F": F, "num_df": q, "den_df": np.inf,
             "p_value": float(stats.chi2.sf(F * q, q))}
+
+
+def contrast_test(res, L, ddf: str = "satterthwaite", rhs=None) -> dict:
+    """Test of the hypothesis L beta = rhs for any contrast matrix, as lmerTest's
+    ``contest`` (an F test; for one row F is the squared t statistic).
+
+    Parameters
+    ----------
+    res : LmmResult
+    L : array-like, shape (q, p) or (p,)
+        Contrast rows over the fixed effects (in ``res.fixef`` order).
+    ddf : {"satterthwaite", "kenward-roger", "asymptotic"}
+    rhs : array-like of length q, optional
+        Right-hand side (zeros by default).
+
+    Returns
+    -------
+    dict
+        ``F, num_df, den_df, p_value`` (and ``estimate``: L beta - rhs).
+    """
+    from ..errors import DataError
+
+    method = ddf_method(ddf)
+    p = len(res.fixef)
+    L = np.atleast_2d(np.asarray(L, float))
+    if L.shape[1] != p:
+        raise DataError(f"the contrast has {L.shape[1]} columns but the model has {p} "
+                        f"fixed effects ({', '.join(res.fixef.index)})")
+    beta = res.fixef.to_numpy(float)
+    shift = np.zeros(len(L)) if rhs is None else np.asarray(rhs, float).ravel()
+    if shift.shape != (len(L),):
+        raise DataError(f"rhs needs {len(L)} values, one per contrast row")
+    if np.any(shift):  # beta - ginv(L) rhs, as lmerTest: L(beta - ginv(L) rhs) = L beta - rhs
+        beta = beta - np.linalg.pinv(L) @ shift
+    if method == "satterthwaite":
+        from .satterthwaite import f_test, satterthwaite_parts
+
+        test = f_test(satterthwaite_parts(res), L, beta)
+    elif method == "kenward-roger":
+        from .kenward_roger import kenward_roger_parts
+
+        test = kenward_roger_parts(res).f_test(L, beta)
+    else:
+        test = _asymptotic_test(res, L, beta)
+    return {**test, "estimate": L @ beta}
 
 
 def anova(res, ddf: str = "satterthwaite") -> pd.DataFrame:
@@ -163,12 +208,13 @@ def anova(res, ddf: str = "satterthwaite") -> pd.DataFrame:
         kr = kenward_roger_parts(res)
     for label, L in contrasts.items():
         if method == "satterthwaite":
-            test = f_test(res, parts, L)
+            test = f_test(parts, L, res.fixef.to_numpy(float))
         elif method == "kenward-roger":
             test = kr.f_test(L, res.fixef.to_numpy(float))
         else:
             test = _asymptotic_test(res, L)
-        mean_sq = test["F"] * res.sigma**2
+        # lmerTest: Sum Sq from the unscaled F (Kenward-Roger's scale applies to F only)
+        mean_sq = test.get("F_unscaled", test["F"]) * res.sigma**2
         rows[label] = {"sum_sq": mean_sq * test["num_df"], "mean_sq": mean_sq,
                        "num_df": test["num_df"], "den_df": test["den_df"], "F": test["F"],
                        "p_value": test["p_value"]}

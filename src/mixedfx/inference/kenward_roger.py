@@ -101,7 +101,8 @@ class KenwardRoger:
         Lb = L @ beta
         wald = float(Lb @ np.linalg.solve(L @ self.vcov_adjusted @ L.T, Lb))
         F = scale * wald / q
-        return {"F": F, "num_df": q, "den_df": m, "p_value": float(stats.f.sf(F, q, m))}
+        return {"F": F, "num_df": q, "den_df": m, "p_value": float(stats.f.sf(F, q, m)),
+                "F_unscaled": wald / q}
 
 
 @dataclass(frozen=True)

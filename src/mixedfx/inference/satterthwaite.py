@@ -73,10 +73,25 @@ def contrast_df(parts: SatterthwaiteParts, L: np.ndarray) -> float:
     return 2 * v * v / denom if denom > 0 else np.inf
 
 
-def f_test(res, parts: SatterthwaiteParts, L: np.ndarray) -> dict:
+def combined_df(nu: np.ndarray, tol: float = 1e-8) -> float:
+    """Denominator df of an F test from the df of its orthogonal single-df contrasts, as
+    lmerTest's ``get_Fstat_ddf``: nu for one contrast, their mean when all are equal, 2
+    when any is at most 2, else 2E / (E - q) with E = sum nu / (nu - 2)."""
+    nu = np.asarray(nu, float)
+    if len(nu) == 1:
+        return float(nu[0])
+    if np.all(np.abs(np.diff(nu)) < tol):
+        return float(nu.mean())
+    if np.any(nu <= 2):
+        return 2.0
+    E = float(np.sum(nu / (nu - 2)))
+    return 2 * E / (E - len(nu))
+
+
+def f_test(parts: SatterthwaiteParts, L: np.ndarray, beta: np.ndarray) -> dict:
     """F test of L beta = 0 (rows of L), as lmerTest's ``contestMD``."""
     L = np.atleast_2d(np.asarray(L, float))
-    beta = res.fixef.to_numpy(float)
+    beta = np.asarray(beta, float)
     V = L @ parts.vcov @ L.T
     evals, P = np.linalg.eigh(V)
     keep = evals > 1e-12 * max(evals.max(), 1e-300)
@@ -85,8 +100,6 @@ def f_test(res, parts: SatterthwaiteParts, L: np.ndarray) -> dict:
     PL = P.T @ L
     t2 = (PL @ beta) ** 2 / evals
     F = float(t2.sum() / q)
-    nu = np.array([contrast_df(parts, row) for row in PL])
-    E = float(np.sum(np.where(nu > 2, nu / (nu - 2), 0.0)))
-    ddf = 2 * E / (E - q) if E > q else np.nan
+    ddf = combined_df(np.array([contrast_df(parts, row) for row in PL]))
     return {"F": F, "num_df": q, "den_df": ddf, "p_value": float(stats.f.sf(F, q, ddf))
             if np.isfinite(ddf) else np.nan}
