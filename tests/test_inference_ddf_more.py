@@ -204,3 +204,18 @@ def test_kenward_roger_with_constant_weights_equals_unweighted():
     heavy = mixedfx.lmm(f, data, weights=np.full(len(data), 3.0)).coef_table("kenward-roger")
     np.testing.assert_allclose(heavy["df"], plain["df"], rtol=1e-5)
     np.testing.assert_allclose(heavy["std_error"], plain["std_error"], rtol=1e-5)
+
+
+def test_balanced_one_way_is_exact_for_both_methods():
+    # Dyestuff: 6 batches x 5. The mean's variance is estimated by the batch mean square
+    # alone, a chi-square on 5 df: both approximations are exact and KR adjusts nothing.
+    dye = mixedfx.datasets.load("Dyestuff")
+    res = mixedfx.lmm("Yield ~ 1 + (1 | Batch)", dye)
+    means = dye.groupby("Batch", observed=True)["Yield"].mean()
+    ms_between = 5 * float(np.sum((means - dye["Yield"].mean()) ** 2)) / 5
+    t_exact = dye["Yield"].mean() / np.sqrt(ms_between / len(dye))
+    for ddf in ("satterthwaite", "kenward-roger"):
+        row = res.coef_table(ddf).loc["(Intercept)"]
+        assert row["df"] == pytest.approx(5, rel=1e-6)
+        assert row["statistic"] == pytest.approx(t_exact, rel=1e-6)
+        assert row["std_error"] == pytest.approx(float(res.se.iloc[0]), rel=1e-9)
