@@ -211,3 +211,21 @@ def test_unreadable_file_type_and_bad_output_path(tmp_path, capsys):
     out = tmp_path / "no" / "such" / "dir" / "cat.png"
     assert main(SLEEP_RI + ["--plot", "caterpillar", "--out", str(out)]) == 4
     assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_progress_of_large_fits_and_glmm_save(tmp_path, monkeypatch, capsys):
+    import mixedfx.cli as cli
+
+    monkeypatch.setattr(cli, "PROGRESS_ROWS", 50)  # cbpp's 56 rows count as large here
+    saved = tmp_path / "cbpp.mfx.json"
+    assert main(["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
+                 "cbpp", "--family", "binomial", "--save", str(saved), "--plot", "caterpillar",
+                 "--out", str(tmp_path / "herds.png")]) == 0
+    err = capsys.readouterr().err
+    assert "fitting 56 rows" in err and "evaluations)" in err
+    loaded = mixedfx.load(saved)
+    assert isinstance(loaded, mixedfx.GlmmResult) and loaded.family_object.name == "binomial"
+    assert (tmp_path / "herds.png").stat().st_size > 1000
+    assert main(["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
+                 "cbpp", "--family", "binomial", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""

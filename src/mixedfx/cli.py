@@ -33,6 +33,9 @@ def read_data(source: str) -> tuple[pd.DataFrame, str]:
                            f"{exc.args[0]}") from exc
 
 
+PROGRESS_ROWS = 100_000
+"""Fits of at least this many rows report their start and duration on stderr."""
+
 _STRUCTURE_CALL = re.compile(r"^\s*([A-Za-z][A-Za-z0-9]*)\s*(?:\((.*)\))?\s*$")
 
 
@@ -121,7 +124,7 @@ def _fit(args: argparse.Namespace) -> int:
     variance = [parse_structure(v, "--variance") for v in args.variance or []] or None
     data, name = read_data(args.data)
     start = time.perf_counter()
-    if len(data) >= 100_000:
+    if len(data) >= PROGRESS_ROWS:
         progress(f"fitting {len(data):,} rows ...")
     if args.family is None and (args.link or args.method != "laplace" or args.n_agq != 1):
         raise MixedFXError("--link, --method and --n-agq apply to GLMMs: give --family too")
@@ -145,7 +148,7 @@ def _fit(args: argparse.Namespace) -> int:
                       data_name=name)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    if len(data) >= 100_000:
+    if len(data) >= PROGRESS_ROWS:
         progress(f"fitted in {time.perf_counter() - start:.2f} s "
                  f"({res.optsum.feval} evaluations)")
     ci = None
