@@ -113,3 +113,24 @@ def test_structured_residual_parameters_are_rows(tmp_path):
     assert "Residual structure" in html and "<td>Phi</td>" in html
     assert "Residual structure" not in mixedfx.lmm(
         "distance ~ age + (1 | Subject)", orth)._repr_html_()
+
+
+def test_ran_vals_rows_are_the_conditional_modes(fit):
+    t = fit.tidy(effects=("fixed", "ran_pars", "ran_vals"), conf_int=True)
+    assert list(t.columns) == TIDY_COLUMNS[:2] + ["level"] + TIDY_COLUMNS[2:]
+    vals = t[t["effect"] == "ran_vals"]
+    assert len(vals) == 18 * 2 and t["level"].iloc[0] is None
+    days = vals[vals["term"] == "Days"]
+    modes, sds = fit.ranef["Subject"]["Days"], fit.ranef_sd["Subject"]["Days"]
+    assert list(days["level"]) == [str(v) for v in modes.index]
+    np.testing.assert_array_equal(days["estimate"], modes.to_numpy())
+    np.testing.assert_array_equal(days["std_error"], sds.to_numpy())
+    z = stats.norm.ppf(0.975)
+    np.testing.assert_allclose(days["conf_high"], modes + z * sds, rtol=1e-14)
+    alone = fit.tidy(effects="ran_vals")
+    assert len(alone) == 36 and alone["conf_low"].isna().all()
+    cbpp = mixedfx.datasets.load("cbpp")
+    g = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                     family="binomial")
+    gv = g.tidy(effects=("ran_vals",), conf_int=True)
+    assert len(gv) == 15 and gv["conf_low"].lt(gv["estimate"]).all()

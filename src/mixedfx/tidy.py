@@ -69,6 +69,24 @@ def _ran_pars_rows(res) -> tuple[pd.DataFrame, list[str]]:
     return frame, names
 
 
+def _ran_vals_rows(res, conf_level: float) -> pd.DataFrame:
+    """Conditional modes with their conditional sds (broom.mixed's ran_vals), by group,
+    term and level; intervals are mode -+ z sd, the intervals of lme4's dotplot."""
+    z = stats.norm.ppf(0.5 + conf_level / 2)
+    parts = []
+    for group, modes in res.ranef.items():
+        sds = res.ranef_sd[group]
+        for term in modes.columns:
+            est = modes[term].to_numpy(float)
+            se = sds[term].to_numpy(float)
+            parts.append(pd.DataFrame({
+                "effect": "ran_vals", "group": group, "level": [str(v) for v in modes.index],
+                "term": str(term), "estimate": est, "std_error": se, "statistic": np.nan,
+                "df": np.nan, "p_value": np.nan, "conf_low": est - z * se,
+                "conf_high": est + z * se}))
+    return pd.concat(parts, ignore_index=True)
+
+
 def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: bool = False,
          conf_level: float = 0.95, conf_method: str = "wald", ddf: str | None = None
          ) -> pd.DataFrame:
@@ -78,8 +96,11 @@ def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: boo
     ----------
     res : LmmResult or GlmmResult
         A fitted model.
-    effects : tuple of {"fixed", "ran_pars"}
-        Which parameters to list.
+    effects : tuple of {"fixed", "ran_pars", "ran_vals"}
+        Which parameters to list. ``"ran_vals"`` adds one row per level and term of each
+        grouping factor: the conditional mode, its conditional sd as ``std_error`` and, with
+        ``conf_int``, the conditional interval; the table then has a ``level`` column
+        after ``group`` (None for the other rows).
     conf_int : bool, default False
         Add ``conf_low`` and ``conf_high`` (NaN otherwise).
     conf_level : float
@@ -97,9 +118,12 @@ def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: boo
         Columns ``effect, group, term, estimate, std_error, statistic, df, p_value,
         conf_low, conf_high``.
     """
-    unknown = set(effects) - {"fixed", "ran_pars"}
+    if isinstance(effects, str):
+        effects = (effects,)
+    unknown = set(effects) - {"fixed", "ran_pars", "ran_vals"}
     if unknown:
-        raise ValueError(f"unknown effects {sorted(unknown)}; use 'fixed' and/or 'ran_pars'")
+        raise ValueError(f"unknown effects {sorted(unknown)}; use 'fixed', 'ran_pars' and/or "
+                         "'ran_vals'")
     parts, ci_names = [], []
     if "fixed" in effects:
         fixed = _fixed_rows(res, ddf)
@@ -128,7 +152,16 @@ def tidy(res, *, effects: tuple[str, ...] = ("fixed", "ran_pars"), conf_int: boo
                              "conf_method='wald'")
         out["conf_low"], out["conf_high"] = lower, upper
     out["group"] = out["group"].astype(object)
-    return out[TIDY_COLUMNS]
+    if "ran_vals" not in effects:
+        return out[TIDY_COLUMNS]
+    vals = _ran_vals_rows(res, conf_level)
+    if not conf_int:
+        vals["conf_low"] = vals["conf_high"] = np.nan
+    columns = TIDY_COLUMNS[:2] + ["level"] + TIDY_COLUMNS[2:]
+    out = pd.concat([out.assign(level=None), vals], ignore_index=True) if len(out) else vals
+    out["group"] = out["group"].astype(object)
+    out["level"] = out["level"].astype(object)
+    return out[columns]
 
 
 def glance(res) -> pd.DataFrame:
