@@ -126,6 +126,12 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
     The profiled deviance is minimized over theta by penalized least squares (Bates et al.
     2015): beta and sigma are solved for at each theta; they are not optimizer parameters.
     """
+    if not isinstance(data, pd.DataFrame):
+        from .outofcore import is_outofcore, lmm_outofcore  # out of core: issue 7
+
+        if is_outofcore(data):
+            return lmm_outofcore(formula, data, reml=reml, weights=weights, offset=offset,
+                                 optimizer=optimizer, control=control, data_name=data_name)
     if correlation is not None or variance is not None:
         from .residual import fit_structured
 

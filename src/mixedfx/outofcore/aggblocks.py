@@ -1,0 +1,113 @@
+"""Assemble the engine's :class:`~mixedfx.linalg.blocks.Blocks` from grouped sums.
+
+Every block is a sum of products of two base columns grouped by at most two level codes;
+a backend (DuckDB or Dask) computes the sums, this module places them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..linalg.blocks import Blocks
+from .sqlagg import Y
+
+
+def fixed_cross(source, xcols) -> tuple[np.ndarray, np.ndarray]:
+    """X'X and X'y (raw response) in one pass, for the least-squares shift."""
+    p = len(xcols)
+    pairs = [(xcols[i], xcols[j]) for i in range(p) for j in range(i + 1)]
+    pairs += [(xcols[i], Y) for i in range(p)]
+    _, v = source.sums([], pairs)
+    v = v[0]
+    XtX, k = np.zeros((p, p)), 0
+    for i in range(p):
+        for j in range(i + 1):
+            XtX[i, j] = XtX[j, i] = v[k]
+            k += 1
+    return XtX, v[k:]
+
+
+def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[int],
+                     xcols: list, n: int) -> Blocks:
+    """Blocks of terms in engine order (``zcols[k]`` the columns of term k, ``codes[k]``
+    its code column) and fixed columns ``xcols``, the response being the source's Y."""
+    xy = list(xcols) + [Y]
+    pxy = len(xy)
+    dims = [len(z) for z in zcols]
+    z0, d0, l1 = zcols[0], dims[0], nlevels[0]
+    offsets, off = [], 0
+    for k in range(1, len(zcols)):
+        offsets.append(off)
+        off += nlevels[k] * dims[k]
+    m_r, m = off, off + pxy
+    # first term: A11 and its cross-products with X, y
+    tri = [(a, b) for a in range(d0) for b in range(a + 1)]
+    pairs = [(z0[a], z0[b]) for a, b in tri] + [(z0[a], xy[t]) for t in range(pxy)
+                                                 for a in range(d0)]
+    (lev,), v = source.sums([codes[0]], pairs)
+    A11 = np.zeros((l1, d0, d0))
+    for i, (a, b) in enumerate(tri):
+        A11[lev, a, b] = A11[lev, b, a] = v[:, i]
+    dense = np.zeros((l1, pxy, d0))
+    dense[lev] = v[:, len(tri):].reshape(len(lev), pxy, d0)
+    # first term x other terms: sparse entries
+    keys, vals = [], []
+    for k in range(1, len(zcols)):
+        zk, dk = zcols[k], dims[k]
+        pairs = [(z0[a], zk[b]) for b in range(dk) for a in range(d0)]
+        (l0, ck), v = source.sums([codes[0], codes[k]], pairs)
+        v = v.reshape(len(l0), dk, d0)
+        for b in range(dk):
+            keys.append(l0 * m_r + offsets[k - 1] + ck * dk + b)
+            vals.append(v[:, b, :])
+    if keys:
+        key = np.concatenate(keys)
+        val = np.concatenate(vals)
+        order = np.argsort(key, kind="stable")
+        key, val = key[order], val[order]
+        rlev, rcol = key // m_r, key % m_r
+    else:
+        rlev = rcol = np.zeros(0, dtype=np.int64)
+        val = np.zeros((0, d0))
+    rcount = np.bincount(rlev, minlength=l1)
+    ptr = np.zeros(l1 + 1, dtype=np.int64)
+    ptr[1:] = np.cumsum(rcount + pxy)
+    rstart = np.zeros(l1 + 1, dtype=np.int64)
+    rstart[1:] = np.cumsum(rcount)
+    idx = np.empty(ptr[-1], dtype=np.int64)
+    A21 = np.empty((ptr[-1], d0))
+    pos = ptr[rlev] + np.arange(len(rlev)) - rstart[rlev]
+    idx[pos], A21[pos] = rcol, val
+    dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
+    idx[dense_pos] = m_r + np.arange(pxy)[None, :]
+    A21[dense_pos.ravel()] = dense.reshape(-1, d0)
+    # dense remainder
+    A22 = np.zeros((m, m))
+    for k in range(1, len(zcols)):
+        zk, dk, ok = zcols[k], dims[k], offsets[k - 1]
+        trk = [(a, b) for a in range(dk) for b in range(a + 1)]
+        pairs = [(zk[a], zk[b]) for a, b in trk] + [(zk[a], xy[t]) for t in range(pxy)
+                                                    for a in range(dk)]
+        (ck,), v = source.sums([codes[k]], pairs)
+        for i, (a, b) in enumerate(trk):
+            A22[ok + ck * dk + a, ok + ck * dk + b] = v[:, i]
+            A22[ok + ck * dk + b, ok + ck * dk + a] = v[:, i]
+        rest = v[:, len(trk):].reshape(len(ck), pxy, dk)
+        for t in range(pxy):
+            for a in range(dk):
+                A22[m_r + t, ok + ck * dk + a] = rest[:, t, a]
+                A22[ok + ck * dk + a, m_r + t] = rest[:, t, a]
+        for j in range(k + 1, len(zcols)):
+            zj, dj, oj = zcols[j], dims[j], offsets[j - 1]
+            pairs = [(zk[a], zj[b]) for a in range(dk) for b in range(dj)]
+            (ck2, cj), v = source.sums([codes[k], codes[j]], pairs)
+            for i, (a, b) in enumerate((a, b) for a in range(dk) for b in range(dj)):
+                A22[ok + ck2 * dk + a, oj + cj * dj + b] = v[:, i]
+                A22[oj + cj * dj + b, ok + ck2 * dk + a] = v[:, i]
+    trxy = [(s, t) for s in range(pxy) for t in range(s + 1)]
+    _, v = source.sums([], [(xy[s], xy[t]) for s, t in trxy])
+    for i, (s, t) in enumerate(trxy):
+        A22[m_r + s, m_r + t] = A22[m_r + t, m_r + s] = v[0, i]
+    return Blocks(n=n, dims=tuple(dims), nlevels=tuple(nlevels), p=len(xcols), A11=A11,
+                  A21_ptr=ptr, A21_idx=idx, A21_val=A21, A22=A22, offsets=tuple(offsets),
+                  sum_log_weights=0.0)

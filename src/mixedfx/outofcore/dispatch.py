@@ -1,0 +1,121 @@
+"""``mixedfx.lmm`` on a Parquet path or glob, a DuckDB relation or a Dask DataFrame."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from ..design import ReTerm
+from ..errors import DataError
+from ..formula import parse_formula
+from .aggblocks import aggregate_blocks, fixed_cross
+from .model import AggregatedModel
+from .terms import fixed_columns, is_categorical, random_columns, variables_of
+
+
+def is_outofcore(data: object) -> bool:
+    """Whether ``data`` is a Parquet path/glob, a DuckDB relation or a Dask DataFrame."""
+    if isinstance(data, (str, os.PathLike)):
+        return True
+    mod = type(data).__module__
+    return mod.startswith("duckdb") or mod.startswith("dask")
+
+
+def _source(data, used: list[str], threads, memory_limit):
+    """(backend source, column -> type name)."""
+    if isinstance(data, (str, os.PathLike)):
+        from .source import check_schemas, parquet_files
+        from .sqlagg import DuckDBSource
+
+        files = parquet_files(data)
+        types = check_schemas(files, used)
+        return DuckDBSource(files=files, used=used, threads=threads,
+                            memory_limit=memory_limit), types
+    if type(data).__module__.startswith("duckdb"):
+        from .sqlagg import DuckDBSource
+
+        types = {c: str(t) for c, t in zip(data.columns, data.types, strict=True)}
+        _check_columns(used, types)
+        return DuckDBSource(relation=data, used=used), types
+    from .daskagg import DaskSource
+
+    types = {c: str(t) for c, t in data.dtypes.items()}
+    _check_columns(used, types)
+    return DaskSource(data, used), types
+
+
+def _check_columns(used: list[str], types: dict[str, str]) -> None:
+    missing = [c for c in used if c not in types]
+    if missing:
+        raise DataError(f"column(s) {', '.join(map(repr, missing))} not found in the data; "
+                        f"available: {', '.join(types)}")
+
+
+def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None,
+                  offset=None, optimizer: str = "newuoa", control: dict | None = None,
+                  data_name: str | None = None, threads: int | None = None,
+                  memory_limit: str | None = None, timings: dict | None = None):
+    """Fit an LMM whose blocks are computed by aggregation (see :func:`mixedfx.lmm`).
+
+    ``threads`` and ``memory_limit`` (e.g. ``"8GB"``) set DuckDB's limits for Parquet
+    input. ``timings``, if a dict, receives ``aggregate_s`` and ``optimize_s``.
+    """
+    if weights is not None or offset is not None:
+        raise DataError("weights and offset are not supported out of core yet; fit in memory")
+    parsed = parse_formula(formula)
+    if not parsed.random:
+        raise DataError("the formula has no random-effects term such as (1 | group)")
+    if not parsed.response.replace("_", "a").replace(".", "a").isalnum():
+        raise DataError(f"response '{parsed.response}' is not supported out of core: use a "
+                        "column name (compute transformations in the data first)")
+    used = [parsed.response] + sorted(variables_of(parsed.fixed))
+    for term in parsed.random:
+        used += sorted(variables_of(term.expr)) + list(term.factors)
+    used = list(dict.fromkeys(used))
+    t0 = time.perf_counter()
+    source, types = _source(data, used, threads, memory_limit)
+    if is_categorical(types[parsed.response]):
+        raise DataError(f"response '{parsed.response}' must be numeric")
+    n, total = source.counts()
+    levels = {c: [v for (v,) in source.levels((c,))] for c in used
+              if is_categorical(types[c]) and c in variables_of(parsed.fixed)}
+    xcols = fixed_columns(parsed.fixed, types, levels)
+    terms, zcols, codes = [], [], []
+    for k, term in enumerate(parsed.random):
+        cols = random_columns(term.expr, types, term.group)
+        labels = source.levels(term.factors)
+        names = tuple(":".join(str(v) for v in lab) for lab in labels)
+        if len(names) < 2 or len(names) >= n:
+            raise DataError(f"grouping factor '{term.group}' has {len(names)} levels for {n} "
+                            "observations; it needs at least 2 and fewer than the observations")
+        code = f"g{k}"
+        source.add_group(code, term.factors)
+        terms.append(ReTerm(group=term.group, columns=tuple(c.name for c in cols),
+                            levels=names, codes=np.zeros(0, dtype=np.int64),
+                            Z=np.zeros((0, len(cols)))))
+        zcols.append(cols)
+        codes.append(code)
+    # first pass: X'X and X'y, for the least-squares shift of y (as LmmModel does)
+    source.set_shift(parsed.response, [])
+    XtX, Xty = fixed_cross(source, xcols)
+    if np.linalg.matrix_rank(XtX / np.sqrt(np.outer(np.diag(XtX), np.diag(XtX)) + 1e-300)) \
+            < len(xcols):
+        raise DataError("the fixed-effects columns are linearly dependent (rank deficient); "
+                        "out of core they are not dropped automatically: remove a term")
+    beta_shift = np.linalg.solve(XtX, Xty)
+    source.set_shift(parsed.response, list(zip(xcols, beta_shift, strict=True)))
+    model_terms = AggregatedModel.order(terms)
+    blocks = aggregate_blocks(source, [zcols[k] for k in model_terms],
+                              [codes[k] for k in model_terms],
+                              [terms[k].nlevels for k in model_terms], xcols, n)
+    t1 = time.perf_counter()
+    model = AggregatedModel(parsed.text, terms, tuple(c.name for c in xcols), blocks,
+                            beta_shift, reml, total - n,
+                            writer=(source, parsed.response, xcols, zcols, codes))
+    res = model.fit(optimizer=optimizer, control=control, data_name=data_name)
+    if timings is not None:
+        timings.update(aggregate_s=t1 - t0, optimize_s=time.perf_counter() - t1,
+                       feval=res.optsum.feval)
+    return res

@@ -1,0 +1,133 @@
+"""DuckDB backend: level coding and grouped sums of products by SQL over Parquet files
+or a DuckDB relation, never loading the rows into Python."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .terms import Column
+
+Y = "__y__"  # base column: the response minus X @ beta_shift
+
+
+def quote(name: str) -> str:
+    """A SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(value: object) -> str:
+    """A SQL literal for a level value."""
+    if isinstance(value, (bool, np.bool_)):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return repr(float(value)) if isinstance(value, (float, np.floating)) else str(int(value))
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+class DuckDBSource:
+    """Rows of a Parquet file set or a DuckDB relation, filtered to complete cases.
+
+    Parameters
+    ----------
+    files : list of str, optional
+        Parquet files (read by DuckDB's ``read_parquet``).
+    relation : duckdb.DuckDBPyRelation, optional
+        A relation; queried through ``relation.query``.
+    used : list of str
+        Columns the model uses (rows with a NULL in any are dropped).
+    threads, memory_limit : optional
+        DuckDB settings for the Parquet connection.
+    """
+
+    def __init__(self, *, files=None, relation=None, used: list[str],
+                 threads: int | None = None, memory_limit: str | None = None) -> None:
+        import duckdb
+
+        self.files, self.relation, self.used = files, relation, used
+        self.groups: list[tuple[str, tuple[str, ...]]] = []  # (code column, factors)
+        self.shift: list[tuple[Column, float]] = []
+        self.response = ""
+        if files is not None:
+            self.con = duckdb.connect()
+            if threads:
+                self.con.execute(f"SET threads = {int(threads)}")
+            if memory_limit:
+                self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            self.con.execute("SET preserve_insertion_order = false")
+            listing = ", ".join(literal(f) for f in files)
+            self._from = f"read_parquet([{listing}])"
+        else:
+            self.con = None
+            self._from = "src"
+
+    def _run(self, sql: str) -> dict[str, np.ndarray]:
+        if self.con is not None:
+            return self.con.execute(sql).fetchnumpy()
+        return self.relation.query("src", sql).fetchnumpy()
+
+    def _complete(self) -> str:
+        return " AND ".join(f"{quote(c)} IS NOT NULL" for c in self.used) or "TRUE"
+
+    def _rows(self) -> str:
+        return f"(SELECT * FROM {self._from} WHERE {self._complete()})"
+
+    def counts(self) -> tuple[int, int]:
+        """(complete rows, all rows)."""
+        out = self._run(f"SELECT count(*) AS n, count(*) FILTER (WHERE {self._complete()}) AS "
+                        f"k FROM {self._from}")
+        return int(out["k"][0]), int(out["n"][0])
+
+    def levels(self, factors: tuple[str, ...]) -> list[tuple]:
+        """Distinct values of ``factors`` among complete rows, sorted (factor order)."""
+        cols = ", ".join(quote(f) for f in factors)
+        out = self._run(f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}")
+        arrays = [out[f] for f in factors]
+        return list(zip(*[a.tolist() for a in arrays], strict=True))
+
+    def add_group(self, code: str, factors: tuple[str, ...]) -> None:
+        """Define a code column (0-based level index in sorted order) for ``factors``."""
+        self.groups.append((code, factors))
+
+    def set_shift(self, response: str, shift: list[tuple[Column, float]]) -> None:
+        """The response base column is ``response - sum(b_j * X_j)``."""
+        self.response, self.shift = response, shift
+
+    def _expr(self, base) -> str:
+        if base == Y:
+            parts = [f"CAST(r.{quote(self.response)} AS DOUBLE)"]
+            parts += [f"({float(b)!r}) * {self._expr(c)}" for c, b in self.shift if b != 0]
+            return "(" + " - ".join(parts) + ")"
+        if not base.atoms:
+            return "1.0"
+        terms = []
+        for col, level in base.atoms:
+            if level is None:
+                terms.append(f"CAST(r.{quote(col)} AS DOUBLE)")
+            else:
+                terms.append(f"(CASE WHEN r.{quote(col)} = {literal(level)} THEN 1.0 ELSE 0.0 END)")
+        return " * ".join(terms)
+
+    def sums(self, keys: list[str], pairs: list[tuple]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Sums of products of base columns, grouped by code columns ``keys``.
+
+        Returns the key arrays and a (groups, len(pairs)) array of sums.
+        """
+        ctes, joins = [], []
+        needed = [(c, f) for c, f in self.groups if c in keys]
+        for code, factors in needed:
+            cols = ", ".join(quote(f) for f in factors)
+            ctes.append(f"{code} AS (SELECT {cols}, (row_number() OVER (ORDER BY {cols}) - 1) "
+                        f"AS code FROM (SELECT DISTINCT {cols} FROM {self._rows()}))")
+            on = " AND ".join(f"r.{quote(f)} = {code}.{quote(f)}" for f in factors)
+            joins.append(f"JOIN {code} ON {on}")
+        sel = [f"{c}.code AS {c}" for c in keys]
+        sel += [f"sum({self._expr(a)} * {self._expr(b)}) AS v{i}"
+                for i, (a, b) in enumerate(pairs)]
+        sql = ("WITH " + ", ".join(ctes) + " " if ctes else "")
+        sql += f"SELECT {', '.join(sel)} FROM {self._rows()} r {' '.join(joins)}"
+        if keys:
+            sql += " GROUP BY " + ", ".join(f"{c}.code" for c in keys)
+        out = self._run(sql)
+        vals = np.column_stack([np.asarray(out[f"v{i}"], dtype=float)
+                                for i in range(len(pairs))]) if pairs else np.zeros((1, 0))
+        return [np.asarray(out[c], dtype=np.int64) for c in keys], np.atleast_2d(vals)
