@@ -229,3 +229,21 @@ def test_progress_of_large_fits_and_glmm_save(tmp_path, monkeypatch, capsys):
     assert main(["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
                  "cbpp", "--family", "binomial", "--quiet"]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_glmm_weights_and_offset_options(capsys):
+    cbpp = mixedfx.datasets.load("cbpp")
+    ref = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial")
+    assert main(["fit", "I(incidence / size) ~ period + (1 | herd)", "--data", "cbpp",
+                 "--family", "binomial", "--weights", "size", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-9)  # proportions with weights
+    with_offset = mixedfx.glmm("incidence ~ period + (1 | herd)", cbpp, family="poisson",
+                               offset="size")
+    without = mixedfx.glmm("incidence ~ period + (1 | herd)", cbpp, family="poisson")
+    assert main(["fit", "incidence ~ period + (1 | herd)", "--data", "cbpp", "--family",
+                 "poisson", "--offset", "size", "--json", "--quiet"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["loglik"] == pytest.approx(with_offset.loglik, rel=1e-10)
+    assert abs(with_offset.loglik - without.loglik) > 1.0  # the offset column is used
