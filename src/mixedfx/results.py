@@ -133,6 +133,14 @@ class LmmResult(ResultOutputs):
         total = ints.vcov.sum() + self.sigma**2
         return pd.Series((ints.vcov / total).to_numpy(), index=ints.group.to_numpy(), name="icc")
 
+    # --- outofcore (issue 7): per-row outputs of an out-of-core fit, written to Parquet ---
+    def write_fitted(self, path):
+        """Write fitted values and residuals of an out-of-core fit to Parquet at ``path``
+        (through DuckDB or Dask; the rows never enter Python). See docs/outofcore.md."""
+        from .outofcore.write import write_fitted
+
+        return write_fitted(self, path)
+
     # --- glmm-extras: predictions (mixedfx.predict) ---
     def predict(self, newdata: object = None, *, kind: str = "conditional",
                 scale: str = "response", allow_new_levels: bool = False,

@@ -139,7 +139,10 @@ def render_lmm(res) -> str:
                 [f"{res.aic:.1f}", f"{res.bic:.1f}", f"{res.loglik:.1f}",
                  f"{res.objective:.1f}", str(res.df_residual)]]
         lines += _fmt_table(rows, set())
-    lines += ["", "Scaled residuals: "] + scaled_residuals_table(res.scaled_residuals)
+    if res.scaled_residuals is not None:
+        lines += ["", "Scaled residuals: "] + scaled_residuals_table(res.scaled_residuals)
+    else:  # out-of-core fit (issue 7): residuals are written on request, not held
+        lines += ["", "Scaled residuals: not held (out-of-core fit; res.write_fitted(path))"]
     lines += ["", "Random effects:"] + random_effects_table(res.varcorr)
     groups = ", ".join(f"{g}, {n}" for g, n in res.ngroups.items())
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")

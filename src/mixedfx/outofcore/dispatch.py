@@ -82,7 +82,7 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     levels = {c: [v for (v,) in source.levels((c,))] for c in used
               if is_categorical(types[c]) and c in variables_of(parsed.fixed)}
     xcols = fixed_columns(parsed.fixed, types, levels)
-    terms, zcols, codes = [], [], []
+    terms, zcols, codes, raw = [], [], [], []
     for k, term in enumerate(parsed.random):
         cols = random_columns(term.expr, types, term.group)
         labels = source.levels(term.factors)
@@ -96,6 +96,7 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
                             levels=names, codes=np.zeros(0, dtype=np.int64),
                             Z=np.zeros((0, len(cols)))))
         zcols.append(cols)
+        raw.append(labels)
         codes.append(code)
     # first pass: X'X and X'y, for the least-squares shift of y (as LmmModel does)
     source.set_shift(parsed.response, [])
@@ -113,7 +114,7 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     t1 = time.perf_counter()
     model = AggregatedModel(parsed.text, terms, tuple(c.name for c in xcols), blocks,
                             beta_shift, reml, total - n,
-                            writer=(source, parsed.response, xcols, zcols, codes))
+                            writer=(source, parsed, xcols, zcols, raw))
     res = model.fit(optimizer=optimizer, control=control, data_name=data_name)
     if timings is not None:
         timings.update(aggregate_s=t1 - t0, optimize_s=time.perf_counter() - t1,

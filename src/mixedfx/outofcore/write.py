@@ -1,0 +1,90 @@
+"""Per-row outputs of an out-of-core fit written back to Parquet, never held in Python:
+fitted values (X beta + Z b) and residuals, computed by DuckDB or Dask joining the rows
+with the small per-level tables of conditional modes."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DataError
+from .sqlagg import DuckDBSource, quote
+
+
+def _mode_tables(res, parsed, zcols, raw) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    """Per random term: its factors and a frame (factor values, one mode per column)."""
+    terms = res.model.terms
+    out = []
+    for k, term in enumerate(parsed.random):
+        # the result's ranef frames are by group; columns of separate terms of one factor
+        # are concatenated, so pick this term's columns by name from its group's frame
+        t = next(t for t in terms if t.group == term.group
+                 and t.columns == tuple(c.name for c in zcols[k]))
+        modes = res.ranef[t.group][list(t.columns)].to_numpy()
+        table = pd.DataFrame(raw[k], columns=list(term.factors))
+        for j in range(len(t.columns)):
+            table[f"__b{k}_{j}"] = modes[:, j]
+        out.append((term.factors, table))
+    return out
+
+
+def write_fitted(res, path: str | os.PathLike) -> str:
+    """Write the model's columns plus ``fitted`` and ``residual`` to Parquet at ``path``.
+
+    DuckDB input is written by a ``COPY`` query (one file); Dask input by
+    ``DataFrame.to_parquet`` (a directory of files). Returns the path.
+    """
+    model = res.model
+    if getattr(model, "writer", None) is None:
+        raise DataError("write_fitted is for out-of-core fits; in memory use res.fitted")
+    source, parsed, xcols, zcols, raw = model.writer
+    tables = _mode_tables(res, parsed, zcols, raw)
+    beta = res.fixef.to_numpy()
+    path = str(path)
+    if isinstance(source, DuckDBSource):
+        if source.con is None:
+            raise DataError("write_fitted needs Parquet or Dask input; for a DuckDB relation, "
+                            "write the relation to Parquet first (relation.write_parquet)")
+        con = source.con
+        joins, parts = [], [f"({float(b)!r}) * {source._expr(c)}" for c, b in zip(xcols, beta,
+                                                                               strict=True)]
+        for k, (factors, table) in enumerate(tables):
+            con.register(f"__modes{k}", table)
+            on = " AND ".join(f"r.{quote(f)} = m{k}.{quote(f)}" for f in factors)
+            joins.append(f"LEFT JOIN __modes{k} m{k} ON {on}")
+            parts += [f"m{k}.__b{k}_{j} * {source._expr(c)}" for j, c in enumerate(zcols[k])]
+        cols = ", ".join(f"r.{quote(c)}" for c in source.used)
+        fitted = " + ".join(parts)
+        sql = (f"SELECT {cols}, {fitted} AS fitted, CAST(r.{quote(parsed.response)} AS DOUBLE) "
+               f"- ({fitted}) AS residual FROM {source._rows()} r {' '.join(joins)}")
+        con.execute(f"COPY ({sql}) TO {_lit(path)} (FORMAT parquet)")
+        return path
+    return _write_dask(source, parsed, xcols, zcols, beta, tables, path)
+
+
+def _lit(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _write_dask(source, parsed, xcols, zcols, beta, tables, path: str) -> str:
+    ddf = source.total[source.used].dropna()
+    for factors, table in tables:
+        ddf = ddf.merge(table, on=list(factors), how="left")
+
+    def add(part: pd.DataFrame) -> pd.DataFrame:
+        fitted = np.zeros(len(part))
+        for c, b in zip(xcols, beta, strict=True):
+            fitted += b * source._value(part, c)
+        for k, (_, table) in enumerate(tables):
+            for j, c in enumerate(zcols[k]):
+                fitted += part[f"__b{k}_{j}"].to_numpy() * source._value(part, c)
+        out = part[source.used].copy()
+        out["fitted"] = fitted
+        out["residual"] = part[parsed.response].to_numpy(dtype=float) - fitted
+        return out
+
+    meta = ddf._meta[source.used].assign(fitted=0.0, residual=0.0)
+    ddf.map_partitions(add, meta=meta).to_parquet(path, write_index=False)
+    return path
