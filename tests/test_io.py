@@ -153,3 +153,14 @@ def test_negative_binomial_round_trip(tmp_path):
     assert loaded.family_object.name == res.family_object.name
     np.testing.assert_allclose(loaded.predict(cbpp.iloc[:6]), res.predict(cbpp.iloc[:6]),
                                rtol=1e-12)
+
+
+def test_out_of_core_result_round_trips(tmp_path):
+    pytest.importorskip("duckdb")
+    sleep = mixedfx.datasets.load("sleepstudy")
+    path = tmp_path / "sleep.parquet"
+    sleep.to_parquet(path)
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", str(path))
+    loaded = mixedfx.load(res.save(tmp_path / "ooc.mfx.json"))
+    _assert_same(res, loaded)
+    assert loaded.tidy().equals(res.tidy())

@@ -117,3 +117,19 @@ def test_marginal_flatter_than_conditional_for_glmms():
     typical, marginal = (np.asarray(ln.get_ydata()) for ln in ax.lines)
     sd = counts.varcorr["sdcor"].iloc[0]
     np.testing.assert_allclose(marginal, typical * np.exp(sd**2 / 2), rtol=1e-6)
+
+
+def test_out_of_core_fit_plots_what_it_holds(tmp_path):
+    pytest.importorskip("duckdb")
+    sleep = mixedfx.datasets.load("sleepstudy")
+    path = tmp_path / "sleep.parquet"
+    sleep.to_parquet(path)
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", str(path))
+    if res.fitted is not None:
+        pytest.skip("out-of-core fits now keep per-row values")
+    axes = _visible(plot.caterpillar(res))  # modes and conditional sds are there
+    assert [len(ax.lines[-1].get_xdata()) for ax in axes] == [18, 18]
+    with pytest.raises(mixedfx.DataError, match="out of core"):
+        plot.residuals(res)
+    with pytest.raises(mixedfx.DataError, match="out of core"):
+        plot.group_lines(res)

@@ -26,7 +26,8 @@ def _model_frame(res) -> pd.DataFrame:
     design = getattr(model, "design", None) if model is not None else None
     if design is None:
         raise DataError("this plot needs the model's data, which the result does not hold "
-                        "(a loaded result without its model?): refit the model")
+                        "(a fit out of core, or a loaded result without its model): refit "
+                        "the model in memory (a pandas or polars DataFrame)")
     return design.frame
 
 
@@ -93,6 +94,10 @@ def residuals(res):
         Panel 1: residuals vs fitted; panel 2: QQ of scaled residuals; then one QQ panel
         per random-effect term and grouping factor.
     """
+    if getattr(res, "fitted", None) is None or getattr(res, "residuals", None) is None:
+        raise DataError("this fit holds no per-observation fitted values or residuals (it was "
+                        "fitted out of core, from aggregated blocks): refit it in memory, or "
+                        "plot its conditional modes with plot.caterpillar")
     effects = [(g, col) for g, frame in res.ranef.items() for col in frame.columns]
     n = 2 + len(effects)
     ncols = min(n, 3)
