@@ -163,4 +163,7 @@ def test_out_of_core_result_round_trips(tmp_path):
     res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", str(path))
     loaded = mixedfx.load(res.save(tmp_path / "ooc.mfx.json"))
     _assert_same(res, loaded)
-    assert loaded.tidy().equals(res.tidy())
+    # the aggregated model is not stored: estimates and standard errors come back, the
+    # Satterthwaite df (which re-evaluate the likelihood) become z tests
+    cols = ["effect", "group", "term", "estimate", "std_error", "statistic"]
+    pd.testing.assert_frame_equal(loaded.tidy()[cols], res.tidy()[cols], check_exact=True)
