@@ -269,7 +269,8 @@ class LmmResult(ResultOutputs):
             "ranef": {g: frame(df) for g, df in self.ranef.items()},
             "ranef_sd": {g: frame(df) for g, df in self.ranef_sd.items()},
             "icc": {k: float(v) for k, v in self.icc().items()},
-            "fitted": self.fitted.tolist(), "residuals": self.residuals.tolist(),
+            "fitted": None if self.fitted is None else self.fitted.tolist(),  # None: out of core
+            "residuals": None if self.residuals is None else self.residuals.tolist(),
             "converged": self.converged, "singular": self.singular,
             "dropped_columns": list(self.dropped_columns), "optsum": self.optsum.to_dict(),
             "residual_params": {k: float(v) for k, v in self.residual_params.items()},
