@@ -247,3 +247,35 @@ def test_glmm_weights_and_offset_options(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["loglik"] == pytest.approx(with_offset.loglik, rel=1e-10)
     assert abs(with_offset.loglik - without.loglik) > 1.0  # the offset column is used
+
+
+def test_out_of_core_option(tmp_path, capsys):
+    pytest.importorskip("duckdb")
+    sleep = mixedfx.datasets.load("sleepstudy")
+    sleep.iloc[:90].to_parquet(tmp_path / "part1.parquet")
+    sleep.iloc[90:].to_parquet(tmp_path / "part2.parquet")
+    glob = str(tmp_path / "part*.parquet")
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", glob, "--out-of-core",
+                 "--ml", "--json"]) == 0
+    captured = capsys.readouterr()
+    ref = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", sleep, reml=False)
+    assert json.loads(captured.out)["loglik"] == pytest.approx(ref.loglik, rel=1e-9)
+    assert "aggregating the model's blocks out of core" in captured.err
+    assert "fitted in" in captured.err
+
+
+@pytest.mark.parametrize(("extra", "data", "message"), [
+    (["--family", "poisson"], "part1.parquet", "drop --family"),
+    ([], "sleep.csv", "is not a .parquet path or glob"),
+    ([], "absent.parquet", "no such file"),
+    (["--weights", "Days"], "part1.parquet", "weights and offset are not supported"),
+    (["--plot", "residuals"], "part1.parquet", "fitted out of core"),
+])
+def test_out_of_core_bad_input(extra, data, message, tmp_path, capsys):
+    pytest.importorskip("duckdb")
+    mixedfx.datasets.load("sleepstudy").to_parquet(tmp_path / "part1.parquet")
+    argv = ["fit", "Reaction ~ Days + (1 | Subject)", "--data", str(tmp_path / data),
+            "--out-of-core", "--out", str(tmp_path / "x.png")] + extra
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "error: " in err and message in err

@@ -79,6 +79,9 @@ def _parser() -> argparse.ArgumentParser:
                          "model and print its summary")
     fit.add_argument("formula", help="lme4 formula, e.g. 'Reaction ~ Days + (Days | Subject)'")
     fit.add_argument("--data", required=True, help="CSV/Parquet path or bundled data set name")
+    fit.add_argument("--out-of-core", action="store_true", dest="out_of_core",
+                     help="aggregate the model's blocks from a Parquet file or glob with "
+                          "DuckDB instead of loading the rows (LMMs; needs duckdb)")
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--weights", help="column of prior weights")
     fit.add_argument("--offset", help="column of offsets")
@@ -112,6 +115,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_of_core_source(args: argparse.Namespace, correlation, variance) -> tuple[str, str]:
+    """The Parquet path or glob of ``--out-of-core``, checked before any work."""
+    if args.family is not None or correlation is not None or variance:
+        raise MixedFXError("--out-of-core fits linear mixed models without residual "
+                           "structures; drop --family, --correlation and --variance")
+    if not args.data.lower().endswith((".parquet", ".pq")):
+        raise MixedFXError(f"--out-of-core reads Parquet files: '{args.data}' is not a "
+                           ".parquet path or glob")
+    if not any(c in args.data for c in "*?[") and not os.path.exists(args.data):
+        raise MixedFXError(f"--out-of-core: no such file '{args.data}'")
+    return args.data, os.path.basename(args.data)
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .lmm import lmm
 
@@ -122,10 +138,16 @@ def _fit(args: argparse.Namespace) -> int:
     correlation = parse_structure(args.correlation, "--correlation") if args.correlation \
         else None
     variance = [parse_structure(v, "--variance") for v in args.variance or []] or None
-    data, name = read_data(args.data)
+    if args.out_of_core:
+        data, name = _out_of_core_source(args, correlation, variance)
+        progress(f"aggregating the model's blocks out of core from {args.data} ...")
+        nrows = PROGRESS_ROWS  # unknown before aggregation: always report
+    else:
+        data, name = read_data(args.data)
+        nrows = len(data)
     start = time.perf_counter()
-    if len(data) >= PROGRESS_ROWS:
-        progress(f"fitting {len(data):,} rows ...")
+    if nrows >= PROGRESS_ROWS and not args.out_of_core:
+        progress(f"fitting {nrows:,} rows ...")
     if args.family is None and (args.link or args.method != "laplace" or args.n_agq != 1):
         raise MixedFXError("--link, --method and --n-agq apply to GLMMs: give --family too")
     if args.family is not None and (correlation is not None or variance):
@@ -148,7 +170,7 @@ def _fit(args: argparse.Namespace) -> int:
                       data_name=name)
     for w in caught:
         print(f"warning: {w.message}", file=sys.stderr)
-    if len(data) >= PROGRESS_ROWS:
+    if nrows >= PROGRESS_ROWS:
         progress(f"fitted in {time.perf_counter() - start:.2f} s "
                  f"({res.optsum.feval} evaluations)")
     ci = None
