@@ -53,3 +53,15 @@ def test_polars_fit_saves_plots_and_tidies(tmp_path):
     assert loaded.summary() == res.summary()
     assert len(plot.group_lines(res).axes) >= 1
     assert list(res.glance()["nobs"]) == [180]
+
+
+def test_glmm_predictions_of_polars_new_data():
+    from mixedfx.datasets import simulate
+
+    data = simulate.binary_outcomes(seed=5)
+    fit = mixedfx.glmm("passed ~ hours + (1 | school)", data, family="binomial")
+    new = data.head(6)
+    for kind in ("conditional", "fixed", "marginal"):
+        np.testing.assert_allclose(
+            fit.predict(pl.from_pandas(new), kind=kind, scale="response"),
+            fit.predict(new, kind=kind, scale="response"), rtol=1e-12)
