@@ -219,3 +219,19 @@ def test_balanced_one_way_is_exact_for_both_methods():
         assert row["df"] == pytest.approx(5, rel=1e-6)
         assert row["statistic"] == pytest.approx(t_exact, rel=1e-6)
         assert row["std_error"] == pytest.approx(float(res.se.iloc[0]), rel=1e-9)
+
+
+def test_out_of_core_fit_has_satterthwaite_and_clear_errors_otherwise(tmp_path):
+    pytest.importorskip("duckdb")
+    from mixedfx.inference.ftests import contrast_test
+
+    sleep = mixedfx.datasets.load("sleepstudy")
+    path = tmp_path / "sleep.parquet"
+    sleep.to_parquet(path)
+    res = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", str(path))
+    np.testing.assert_allclose(res.coef_table()["df"], [17, 17], rtol=1e-5)
+    assert contrast_test(res, [0, 1])["den_df"] == pytest.approx(17, rel=1e-5)
+    with pytest.raises(mixedfx.DataError, match="out-of-core"):
+        res.coef_table("kenward-roger")
+    with pytest.raises(mixedfx.DataError, match="out-of-core"):
+        res.anova()

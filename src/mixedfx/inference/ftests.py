@@ -50,10 +50,16 @@ def _terms(res) -> tuple[list[_Term], bool]:
 
     from ..design.functions import FORMULA_CONTEXT, r_powers
     from ..design.names import r_name
+    from ..errors import DataError
     from ..formula import parse_formula
 
     parsed = parse_formula(res.formula)
-    frame = res.model.design.frame
+    design = getattr(res.model, "design", None)
+    if design is None or getattr(design, "frame", None) is None:
+        raise DataError("the F tests of terms need the fit's data frame, which an out-of-core "
+                        "fit does not hold; test a term's coefficients with "
+                        "mixedfx.inference.ftests.contrast_test(res, L)")
+    frame = design.frame
     mm = model_matrix(r_powers(parsed.fixed), frame, context=FORMULA_CONTEXT)
     spec = mm.model_spec
     names = [r_name(str(c)) for c in mm.columns]

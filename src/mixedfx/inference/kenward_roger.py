@@ -163,6 +163,9 @@ def kenward_roger_parts(res) -> KenwardRoger:
         raise DataError("Kenward-Roger needs an LMM fitted with sigma^2 I residuals; "
                         "residual-structure fits (correlation=, variance=) support "
                         "ddf='asymptotic' only")
+    if getattr(model, "X", None) is None or getattr(model, "terms", None) is None:
+        raise DataError("Kenward-Roger needs the per-row design of the fit; an out-of-core "
+                        "fit holds aggregated cross-products only: use ddf='satterthwaite'")
     if not res.reml:
         raise DataError("Kenward-Roger is defined for REML fits; refit with reml=True or "
                         "use ddf='satterthwaite'")

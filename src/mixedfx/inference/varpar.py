@@ -43,6 +43,10 @@ class VarparFunctions:
     """
 
     def __init__(self, model) -> None:
+        if model is None:
+            raise DataError("denominator df re-evaluate the likelihood, and this result holds "
+                            "no model (loaded from a file?): refit it, or use "
+                            "ddf='asymptotic'")
         if not hasattr(model, "factorizer") or hasattr(model, "structures"):
             raise DataError("Satterthwaite df need an LMM with sigma^2 I residuals (got "
                             f"{type(model).__name__}); residual-structure fits (correlation=, "
