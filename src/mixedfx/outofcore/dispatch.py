@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import numpy as np
 
 from ..design import ReTerm
-from ..errors import DataError
+from ..errors import DataError, MissingDataWarning
 from ..formula import parse_formula
 from .aggblocks import aggregate_blocks, fixed_cross
 from .model import AggregatedModel
@@ -79,6 +80,9 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     if is_categorical(types[parsed.response]):
         raise DataError(f"response '{parsed.response}' must be numeric")
     n, total = source.counts()
+    if total > n:
+        warnings.warn(f"{total - n} row(s) with missing values in the model's columns were "
+                      "dropped", MissingDataWarning, stacklevel=3)
     levels = {c: [v for (v,) in source.levels((c,))] for c in used
               if is_categorical(types[c]) and c in variables_of(parsed.fixed)}
     xcols = fixed_columns(parsed.fixed, types, levels)

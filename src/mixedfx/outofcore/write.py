@@ -31,7 +31,7 @@ def _mode_tables(res, parsed, zcols, raw) -> list[tuple[tuple[str, ...], pd.Data
 
 
 def write_fitted(res, path: str | os.PathLike) -> str:
-    """Write the model's columns plus ``fitted`` and ``residual`` to Parquet at ``path``.
+    """Write the data's complete rows plus ``fitted`` and ``residual`` to Parquet at ``path``.
 
     DuckDB input is written by a ``COPY`` query (one file); Dask input by
     ``DataFrame.to_parquet`` (a directory of files). Returns the path.
@@ -55,9 +55,8 @@ def write_fitted(res, path: str | os.PathLike) -> str:
             on = " AND ".join(f"r.{quote(f)} = m{k}.{quote(f)}" for f in factors)
             joins.append(f"LEFT JOIN __modes{k} m{k} ON {on}")
             parts += [f"m{k}.__b{k}_{j} * {source._expr(c)}" for j, c in enumerate(zcols[k])]
-        cols = ", ".join(f"r.{quote(c)}" for c in source.used)
         fitted = " + ".join(parts)
-        sql = (f"SELECT {cols}, {fitted} AS fitted, CAST(r.{quote(parsed.response)} AS DOUBLE) "
+        sql = (f"SELECT r.*, {fitted} AS fitted, CAST(r.{quote(parsed.response)} AS DOUBLE) "
                f"- ({fitted}) AS residual FROM {source._rows()} r {' '.join(joins)}")
         con.execute(f"COPY ({sql}) TO {_lit(path)} (FORMAT parquet)")
         return path
@@ -69,7 +68,7 @@ def _lit(text: str) -> str:
 
 
 def _write_dask(source, parsed, xcols, zcols, beta, tables, path: str) -> str:
-    ddf = source.total[source.used].dropna()
+    ddf = source.total.dropna(subset=source.used)
     for factors, table in tables:
         ddf = ddf.merge(table, on=list(factors), how="left")
 
@@ -77,14 +76,14 @@ def _write_dask(source, parsed, xcols, zcols, beta, tables, path: str) -> str:
         fitted = np.zeros(len(part))
         for c, b in zip(xcols, beta, strict=True):
             fitted += b * source._value(part, c)
-        for k, (_, table) in enumerate(tables):
+        for k in range(len(tables)):
             for j, c in enumerate(zcols[k]):
                 fitted += part[f"__b{k}_{j}"].to_numpy() * source._value(part, c)
-        out = part[source.used].copy()
+        out = part.drop(columns=[c for c in part.columns if c.startswith("__b")])
         out["fitted"] = fitted
         out["residual"] = part[parsed.response].to_numpy(dtype=float) - fitted
         return out
 
-    meta = ddf._meta[source.used].assign(fitted=0.0, residual=0.0)
+    meta = add(ddf._meta)
     ddf.map_partitions(add, meta=meta).to_parquet(path, write_index=False)
     return path

@@ -1,0 +1,178 @@
+"""Out-of-core fits (issue 7): DuckDB over Parquet, DuckDB relations and Dask give the
+in-memory fit's blocks and estimates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mixedfx
+from mixedfx.errors import DataError
+
+duckdb = pytest.importorskip("duckdb")
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+
+SCALAR = "y ~ x + f + (1 | g) + (1 | h)"
+VECTOR = "y ~ x * f + (1 + x | g) + (1 | h)"
+NESTED = "y ~ x + (1 | a/b)"
+CONTROL = {"start": "identity", "xtol_abs": 1e-10}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    rng = np.random.default_rng(11)
+    n = 1500
+    g = rng.integers(0, 40, n)
+    h = rng.integers(0, 15, n)
+    df = pd.DataFrame({"rid": np.arange(n), "g": g, "h": [f"item{k:02d}" for k in h],
+                       "x": rng.normal(size=n), "f": rng.choice(["lo", "mid", "hi"], n),
+                       "a": rng.choice(["A", "B", "C", "D"], n), "b": rng.integers(1, 4, n)})
+    df["y"] = (1 + 0.5 * df.x + (df.f == "hi") + rng.normal(size=40)[g]
+               + 0.4 * rng.normal(size=40)[g] * df.x + 0.7 * rng.normal(size=15)[h]
+               + rng.normal(size=n))
+    ai = df.a.map({"A": 0, "B": 1, "C": 2, "D": 3}).to_numpy()
+    df["y"] += 0.8 * rng.normal(size=4)[ai] + 0.6 * rng.normal(size=12)[ai * 3 + df.b - 1]
+    df.loc[[3, 700], "x"] = np.nan  # dropped rows, as in memory
+    return df
+
+
+@pytest.fixture(scope="module")
+def parquet_glob(frame, tmp_path_factory) -> str:
+    d = tmp_path_factory.mktemp("ooc")
+    for k, part in enumerate(np.array_split(np.arange(len(frame)), 3)):
+        frame.iloc[part].to_parquet(d / f"part-{k}.parquet", index=False)
+    return str(d / "part-*.parquet")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                       dashboard_address=None)
+    c = distributed.Client(cluster)
+    yield c
+    c.close()
+    cluster.close()
+
+
+def _inputs(kind, frame, parquet_glob, client):
+    if kind == "parquet":
+        return parquet_glob
+    if kind == "relation":
+        return duckdb.from_df(frame)
+    return dd.from_pandas(frame, npartitions=3)
+
+
+KINDS = ["parquet", "relation", "dask"]
+
+
+@pytest.fixture(scope="module")
+def fits(frame, parquet_glob, client):
+    out = {}
+    for formula in (SCALAR, VECTOR, NESTED):
+        out[formula, "memory"] = mixedfx.lmm(formula, frame, control=CONTROL)
+        for kind in KINDS:
+            data = _inputs(kind, frame, parquet_glob, client)
+            out[formula, kind] = mixedfx.lmm(formula, data, control=CONTROL)
+    return out
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("formula", [SCALAR, VECTOR, NESTED])
+def test_blocks_equal_in_memory(fits, formula, kind):
+    mem, ooc = fits[formula, "memory"].model, fits[formula, kind].model
+    a, b = mem.blocks, ooc.blocks
+    assert (a.n, a.dims, a.nlevels, a.p, a.offsets) == (b.n, b.dims, b.nlevels, b.p, b.offsets)
+    np.testing.assert_array_equal(a.A21_ptr, b.A21_ptr)
+    np.testing.assert_array_equal(a.A21_idx, b.A21_idx)
+    for name in ("A11", "A21_val", "A22"):
+        assert _rel(getattr(a, name), getattr(b, name)) < 1e-12, name
+    assert _rel(mem.beta_shift, ooc.beta_shift) < 1e-12
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("formula", [SCALAR, VECTOR, NESTED])
+def test_every_estimate_at_the_same_theta(fits, formula, kind):
+    """With blocks equal, every estimate at a given theta agrees to 1e-8 (the optimizer's
+    stopping point itself is only determined to ~1e-7 by a 1e-15-relative objective)."""
+    mem, ooc = fits[formula, "memory"].model, fits[formula, kind].model
+    theta = fits[formula, kind].theta
+    assert abs(mem.objective(theta) / ooc.objective(theta) - 1) < 1e-12
+    sa, sb = mem.solve(theta), ooc.solve(theta)
+    assert _rel(sa.beta, sb.beta) < 1e-8
+    assert abs(sa.pwrss / sb.pwrss - 1) < 1e-8
+    assert _rel(sa.RX_inv_cov, sb.RX_inv_cov) < 1e-8
+    for x, y in zip(sa.b, sb.b, strict=True):
+        assert _rel(x, y) < 1e-8
+    for x, y in zip(sa.cond_cov, sb.cond_cov, strict=True):
+        assert _rel(x, y) < 1e-8
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("formula", [SCALAR, VECTOR, NESTED])
+def test_fits_agree_with_in_memory(fits, formula, kind):
+    a, b = fits[formula, "memory"], fits[formula, kind]
+    assert list(a.fixef.index) == list(b.fixef.index)
+    assert a.nobs == b.nobs and a.n_dropped == b.n_dropped == 2
+    assert a.ngroups == b.ngroups
+    assert abs(a.objective / b.objective - 1) < 1e-12
+    assert _rel(a.fixef, b.fixef) < 1e-6
+    assert _rel(a.se, b.se) < 1e-6
+    assert _rel(a.theta, b.theta) < 1e-5
+    assert abs(a.sigma / b.sigma - 1) < 1e-6
+    pd.testing.assert_frame_equal(a.varcorr[["group", "term1", "term2"]],
+                                  b.varcorr[["group", "term1", "term2"]])
+    assert _rel(a.varcorr.vcov, b.varcorr.vcov) < 1e-5
+    for g in a.ranef:
+        assert list(a.ranef[g].index) == list(b.ranef[g].index)
+        assert list(a.ranef[g].columns) == list(b.ranef[g].columns)
+        assert _rel(a.ranef[g], b.ranef[g]) < 1e-5
+    assert "not held" in b.summary()
+
+
+@pytest.mark.parametrize("kind", ["parquet", "dask"])
+def test_write_fitted(fits, frame, kind, tmp_path):
+    a, b = fits[VECTOR, "memory"], fits[VECTOR, kind]
+    path = b.write_fitted(tmp_path / "fitted.parquet")
+    out = pd.read_parquet(path).sort_values("rid")
+    kept = frame.dropna(subset=["x"]).sort_values("rid")
+    assert list(out.rid) == list(kept.rid)
+    mem = pd.Series(a.fitted, index=frame.dropna(subset=["x"]).rid).loc[out.rid]
+    assert _rel(mem.to_numpy(), out.fitted.to_numpy()) < 1e-5
+    np.testing.assert_allclose(out.residual, out.y - out.fitted, rtol=0, atol=1e-12)
+
+
+def test_glob_matching_nothing(tmp_path):
+    with pytest.raises(DataError, match="no Parquet file matches"):
+        mixedfx.lmm(SCALAR, str(tmp_path / "nothing-*.parquet"))
+
+
+def test_column_missing_from_some_files(frame, tmp_path):
+    frame.iloc[:700].to_parquet(tmp_path / "p1.parquet")
+    frame.iloc[700:].drop(columns="h").to_parquet(tmp_path / "p2.parquet")
+    with pytest.raises(DataError, match=r"'h' missing from p2\.parquet"):
+        mixedfx.lmm(SCALAR, str(tmp_path))
+
+
+def test_mixed_types_across_files(frame, tmp_path):
+    frame.iloc[:700].to_parquet(tmp_path / "p1.parquet")
+    other = frame.iloc[700:].copy()
+    other["g"] = other["g"].astype(str)
+    other.to_parquet(tmp_path / "p2.parquet")
+    with pytest.raises(DataError, match=r"'g' is int64 in p1\.parquet, string in p2\.parquet"):
+        mixedfx.lmm(SCALAR, str(tmp_path / "*.parquet"))
+
+
+def test_unsupported_terms_named(parquet_glob):
+    with pytest.raises(DataError, match=r"term 'log\(x\)'"):
+        mixedfx.lmm("y ~ log(x) + (1 | g)", parquet_glob)
+    with pytest.raises(DataError, match="categorical 'f' in random term"):
+        mixedfx.lmm("y ~ x + (f | g)", parquet_glob)
+    with pytest.raises(DataError, match=r"'nope', 'g' not found in the data"):
+        mixedfx.lmm("y ~ nope + (1 | g)", duckdb.from_df(pd.DataFrame({"y": [1.0]})))
