@@ -176,3 +176,28 @@ def test_unsupported_terms_named(parquet_glob):
         mixedfx.lmm("y ~ x + (f | g)", parquet_glob)
     with pytest.raises(DataError, match=r"'nope', 'g' not found in the data"):
         mixedfx.lmm("y ~ nope + (1 | g)", duckdb.from_df(pd.DataFrame({"y": [1.0]})))
+
+
+def test_docs_example_runs(tmp_path, monkeypatch, client):
+    """The python block of docs/outofcore.md runs (sleepstudy through Parquet, DuckDB, Dask)."""
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "outofcore.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__docs__"}
+    for block in blocks:
+        exec(compile(block, "outofcore.md", "exec"), namespace)  # noqa: S102
+    res, mem = namespace["res"], mixedfx.lmm("Reaction ~ Days + (Days | Subject)",
+                                             mixedfx.datasets.load("sleepstudy"))
+    assert _rel(res.fixef, mem.fixef) < 1e-6
+    assert _rel(namespace["res_dask"].fixef, mem.fixef) < 1e-6
+
+
+def test_separate_terms_of_one_factor(frame, parquet_glob):
+    a = mixedfx.lmm("y ~ x + (x || g)", frame, control=CONTROL)
+    b = mixedfx.lmm("y ~ x + (x || g)", parquet_glob, control=CONTROL)
+    assert list(a.varcorr.group) == list(b.varcorr.group)
+    assert _rel(a.varcorr.vcov, b.varcorr.vcov) < 1e-5
