@@ -87,6 +87,13 @@ class DuckDBSource:
     def add_group(self, code: str, factors: tuple[str, ...]) -> None:
         """Define a code column (0-based level index in sorted order) for ``factors``."""
         self.groups.append((code, factors))
+        if self.con is not None:  # own connection: number the levels once, in a table
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {code} AS {self._level_query(factors)}")
+
+    def _level_query(self, factors: tuple[str, ...]) -> str:
+        cols = ", ".join(quote(f) for f in factors)
+        return (f"SELECT {cols}, (row_number() OVER (ORDER BY {cols}) - 1) AS code "
+                f"FROM (SELECT DISTINCT {cols} FROM {self._rows()})")
 
     def set_shift(self, response: str, shift: list[tuple[Column, float]]) -> None:
         """The response base column is ``response - sum(b_j * X_j)``."""
@@ -115,9 +122,8 @@ class DuckDBSource:
         ctes, joins = [], []
         needed = [(c, f) for c, f in self.groups if c in keys]
         for code, factors in needed:
-            cols = ", ".join(quote(f) for f in factors)
-            ctes.append(f"{code} AS (SELECT {cols}, (row_number() OVER (ORDER BY {cols}) - 1) "
-                        f"AS code FROM (SELECT DISTINCT {cols} FROM {self._rows()}))")
+            if self.con is None:  # a relation: level tables as common table expressions
+                ctes.append(f"{code} AS ({self._level_query(factors)})")
             on = " AND ".join(f"r.{quote(f)} = {code}.{quote(f)}" for f in factors)
             joins.append(f"JOIN {code} ON {on}")
         sel = [f"{c}.code AS {c}" for c in keys]
