@@ -93,6 +93,11 @@ def test_glmm_tidy_glance_html():
     g = res.glance()
     assert g.loc[0, "nobs"] == 56 and g.loc[0, "loglik"] == pytest.approx(res.loglik)
     assert "Random effects" in res._repr_html_()
+    for fit in (res, mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                                  cbpp, family="binomial", method="pql")):
+        text = fit.summary()
+        assert isinstance(text, str) and text.startswith("Generalized linear mixed model")
+        assert text._repr_html_().startswith("<pre") and "(Intercept)" in text._repr_html_()
 
 
 def test_structured_residual_parameters_are_rows(tmp_path):

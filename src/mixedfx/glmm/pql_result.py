@@ -172,7 +172,9 @@ class PqlResult(ResultOutputs):
         ]
         if self.dropped_columns:
             lines.append(f"Dropped aliased columns: {', '.join(self.dropped_columns)}")
-        return "\n".join(lines)
+        from ..html import SummaryText  # users' side: shown preformatted in notebooks
+
+        return SummaryText("\n".join(lines))
 
     def __str__(self) -> str:
         return self.summary()

@@ -140,9 +140,10 @@ class GlmmResult(ResultOutputs):
 
     def summary(self) -> str:
         """Summary text in lme4's ``summary(glmer)`` layout (Wald z tests)."""
+        from ..html import SummaryText  # users' side: shown preformatted in notebooks
         from .display import render_glmm
 
-        return render_glmm(self)
+        return SummaryText(render_glmm(self))
 
     def __str__(self) -> str:
         return self.summary()
