@@ -139,3 +139,11 @@ def test_ran_vals_rows_are_the_conditional_modes(fit):
                      family="binomial")
     gv = g.tidy(effects=("ran_vals",), conf_int=True)
     assert len(gv) == 15 and gv["conf_low"].lt(gv["estimate"]).all()
+
+
+def test_requested_ddf_errors_are_not_hidden():
+    orth = mixedfx.datasets.load("Orthodont")
+    res = mixedfx.lmm("distance ~ age + (1 | Subject)", orth, correlation=mixedfx.AR1())
+    assert np.isfinite(res.tidy()["estimate"]).all()  # default: whatever tests the fit has
+    with pytest.raises(mixedfx.MixedFXError):
+        res.tidy(ddf="kenward-roger")  # not available for residual structures: said so

@@ -25,9 +25,11 @@ def _fixed_rows(res, ddf: str | None) -> pd.DataFrame:
     """Fixed effects with tests: the result's coef_table when it has one, else Wald z."""
     table = None
     coef_table = getattr(res, "coef_table", None)
-    if callable(coef_table):
+    if callable(coef_table) and ddf is not None:
+        table = coef_table(ddf=ddf)  # asked for: its errors (df not available) are the answer
+    elif callable(coef_table):
         try:
-            table = coef_table(ddf=ddf) if ddf is not None else coef_table()
+            table = coef_table()
         except Exception:  # noqa: BLE001 - a model without df support falls back to Wald
             table = None
     if table is None:
