@@ -147,3 +147,12 @@ def test_requested_ddf_errors_are_not_hidden():
     assert np.isfinite(res.tidy()["estimate"]).all()  # default: whatever tests the fit has
     with pytest.raises(mixedfx.MixedFXError):
         res.tidy(ddf="kenward-roger")  # not available for residual structures: said so
+
+
+def test_glmm_ddf_argument():
+    cbpp = mixedfx.datasets.load("cbpp")
+    res = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial")
+    assert res.tidy(ddf="asymptotic").equals(res.tidy())
+    with pytest.raises(mixedfx.DataError, match="tested by z statistics"):
+        res.tidy(ddf="satterthwaite")

@@ -11,11 +11,14 @@ Residual correlation and variance parameters of structured-residual fits follow 
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+from .errors import DataError
 
 TIDY_COLUMNS = ["effect", "group", "term", "estimate", "std_error", "statistic", "df",
                 "p_value", "conf_low", "conf_high"]
@@ -25,7 +28,11 @@ def _fixed_rows(res, ddf: str | None) -> pd.DataFrame:
     """Fixed effects with tests: the result's coef_table when it has one, else Wald z."""
     table = None
     coef_table = getattr(res, "coef_table", None)
-    if callable(coef_table) and ddf is not None:
+    takes_ddf = callable(coef_table) and "ddf" in inspect.signature(coef_table).parameters
+    if ddf is not None and not takes_ddf and ddf != "asymptotic":
+        raise DataError(f"ddf='{ddf}' is not available for {type(res).__name__}: its fixed "
+                        "effects are tested by z statistics; use ddf='asymptotic' or None")
+    if takes_ddf and ddf is not None:
         table = coef_table(ddf=ddf)  # asked for: its errors (df not available) are the answer
     elif callable(coef_table):
         try:
