@@ -262,11 +262,15 @@ def test_out_of_core_option(tmp_path, capsys):
     assert json.loads(captured.out)["loglik"] == pytest.approx(ref.loglik, rel=1e-9)
     assert "aggregating the model's blocks out of core" in captured.err
     assert "fitted in" in captured.err
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data", str(tmp_path),
+                 "--out-of-core", "--ml", "--json", "--quiet"]) == 0  # a directory of parts
+    out = json.loads(capsys.readouterr().out)
+    assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-9)
 
 
 @pytest.mark.parametrize(("extra", "data", "message"), [
     (["--family", "poisson"], "part1.parquet", "drop --family"),
-    ([], "sleep.csv", "is not a .parquet path or glob"),
+    ([], "sleep.csv", "is not a .parquet path, glob or directory"),
     ([], "absent.parquet", "no such file"),
     (["--weights", "Days"], "part1.parquet", "weights and offset are not supported"),
     (["--plot", "residuals"], "part1.parquet", "fitted out of core"),

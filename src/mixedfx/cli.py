@@ -80,8 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("formula", help="lme4 formula, e.g. 'Reaction ~ Days + (Days | Subject)'")
     fit.add_argument("--data", required=True, help="CSV/Parquet path or bundled data set name")
     fit.add_argument("--out-of-core", action="store_true", dest="out_of_core",
-                     help="aggregate the model's blocks from a Parquet file or glob with "
-                          "DuckDB instead of loading the rows (LMMs; needs duckdb)")
+                     help="aggregate the model's blocks from a Parquet file, glob or "
+                          "directory with DuckDB instead of loading the rows (LMMs; needs "
+                          "duckdb)")
     fit.add_argument("--ml", action="store_true", help="maximum likelihood instead of REML")
     fit.add_argument("--weights", help="column of prior weights")
     fit.add_argument("--offset", help="column of offsets")
@@ -120,9 +121,11 @@ def _out_of_core_source(args: argparse.Namespace, correlation, variance) -> tupl
     if args.family is not None or correlation is not None or variance:
         raise MixedFXError("--out-of-core fits linear mixed models without residual "
                            "structures; drop --family, --correlation and --variance")
+    if os.path.isdir(args.data):  # every *.parquet file below it
+        return args.data, os.path.basename(os.path.normpath(args.data))
     if not args.data.lower().endswith((".parquet", ".pq")):
         raise MixedFXError(f"--out-of-core reads Parquet files: '{args.data}' is not a "
-                           ".parquet path or glob")
+                           ".parquet path, glob or directory")
     if not any(c in args.data for c in "*?[") and not os.path.exists(args.data):
         raise MixedFXError(f"--out-of-core: no such file '{args.data}'")
     return args.data, os.path.basename(args.data)
