@@ -17,6 +17,7 @@ import numpy as np
 from scipy import special
 
 from ..errors import DataError
+from . import kernels
 from .links import Link, get_link
 
 _LOG_2PI = float(np.log(2 * np.pi))
@@ -99,6 +100,14 @@ class Family:
         where it skips the saturated terms; -0.5 dev_resids by default."""
         return -0.5 * self.dev_resids(y, mu, wt)
 
+    def kernel_sum(self, y: np.ndarray, mu: np.ndarray, wt: object = None) -> float:
+        """``sum(kernel(y, mu, wt))`` (one compiled pass for some families)."""
+        return float(np.sum(self.kernel(y, mu, wt)))
+
+    def inverse(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(linkinv(eta), mu_eta(eta))`` in one pass where the link has a kernel."""
+        return self.link.inverse(eta)
+
     def mustart(self, y: np.ndarray, wt: object = None) -> np.ndarray:
         """Starting means for IRLS (inside the family's range)."""
         raise NotImplementedError  # pragma: no cover - abstract
@@ -164,6 +173,11 @@ class Binomial(Family):
         y, mu = np.asarray(y, dtype=float), np.asarray(mu, dtype=float)
         return _weights(y, wt) * (y * np.log(mu) + (1 - y) * np.log1p(-mu))
 
+    def kernel_sum(self, y, mu, wt=None):
+        y = np.ascontiguousarray(y, dtype=float)
+        return float(kernels.binomial_kernel(y, np.ascontiguousarray(mu, dtype=float),
+                                             np.ascontiguousarray(_weights(y, wt))))
+
     def mustart(self, y, wt=None):
         y = np.asarray(y, dtype=float)
         wt = _weights(y, wt)
@@ -215,6 +229,11 @@ class Poisson(Family):
     def kernel(self, y, mu, wt=None):
         y, mu = np.asarray(y, dtype=float), np.asarray(mu, dtype=float)
         return _weights(y, wt) * (y * np.log(mu) - mu)
+
+    def kernel_sum(self, y, mu, wt=None):
+        y = np.ascontiguousarray(y, dtype=float)
+        return float(kernels.poisson_kernel(y, np.ascontiguousarray(mu, dtype=float),
+                                            np.ascontiguousarray(_weights(y, wt))))
 
     def mustart(self, y, wt=None):
         return np.asarray(y, dtype=float) + 0.1

@@ -11,9 +11,18 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
+from . import kernels
+
 EPS = float(np.finfo(float).eps)
 _LOGIT_CLAMP = -np.log(EPS)  # |eta| beyond which expit is 0 or 1 in double precision
 _PROBIT_CLAMP = -float(special.ndtri(EPS))
+
+
+def _fused(kernel, eta, *extra) -> tuple[np.ndarray, np.ndarray]:
+    eta = np.ascontiguousarray(eta, dtype=float).reshape(-1)
+    mu, d = np.empty_like(eta), np.empty_like(eta)
+    kernel(eta, mu, d, *extra)
+    return mu, d
 
 
 class Link:
@@ -29,6 +38,11 @@ class Link:
 
     def mu_eta(self, eta: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def inverse(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(linkinv(eta), mu_eta(eta))`` together (one pass where a kernel shares the
+        work between them)."""
+        return self.linkinv(eta), self.mu_eta(eta)
 
     def valid_eta(self, eta: np.ndarray) -> bool:
         """Whether every linear predictor maps to a mean (all finite by default)."""
@@ -61,6 +75,9 @@ class Logit(Link):
         return np.maximum(e / (1 + e) ** 2, EPS)
 
 
+    def inverse(self, eta):
+        return _fused(kernels.logit_inverse, eta)
+
 class Probit(Link):
     """Phi^-1(mu), the standard normal quantile."""
 
@@ -77,6 +94,9 @@ class Probit(Link):
         eta = np.asarray(eta, dtype=float)
         return np.maximum(np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi), EPS)
 
+
+    def inverse(self, eta):
+        return _fused(kernels.probit_inverse, eta, _PROBIT_CLAMP)
 
 class Cloglog(Link):
     """log(-log(1 - mu)), complementary log-log."""
@@ -95,6 +115,9 @@ class Cloglog(Link):
         return np.maximum(np.exp(eta - np.exp(eta)), EPS)
 
 
+    def inverse(self, eta):
+        return _fused(kernels.cloglog_inverse, eta)
+
 class Log(Link):
     """log(mu), the Poisson's canonical link."""
 
@@ -109,6 +132,9 @@ class Log(Link):
     def mu_eta(self, eta):
         return np.maximum(np.exp(np.asarray(eta, dtype=float)), EPS)
 
+
+    def inverse(self, eta):
+        return _fused(kernels.log_inverse, eta)
 
 class Inverse(Link):
     """1 / mu, the Gamma's canonical link."""

@@ -25,6 +25,7 @@ from .pirls import PirlsEngine, PirlsError, PirlsState
 
 HESSIAN_NOBS_MAX = 10_000
 HESSIAN_STEP = 1e-4
+STAGE0_UTOL = 1e-5
 
 
 @dataclass(frozen=True, eq=False)
@@ -104,6 +105,7 @@ class _Objective:
         self.beta_last = self.beta0.copy()
         self.failures = 0
         self.last_error: PirlsError | None = None
+        self.utol: float | None = None  # PIRLS step tolerance (None: the engine's default)
 
     def split(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         theta = np.asarray(x[: self.ntheta], float)
@@ -117,7 +119,8 @@ class _Objective:
 
     def state(self, x: np.ndarray) -> PirlsState:
         theta, beta = self.split(x)
-        st = self.engine.run(self.model.tmap.to_engine(theta), beta, self.u)
+        kw = {} if self.utol is None else {"utol": self.utol}
+        st = self.engine.run(self.model.tmap.to_engine(theta), beta, self.u, **kw)
         self.u = st.u
         if self.beta_free:
             self.beta_last = st.beta
@@ -160,26 +163,62 @@ def _whitening(vcov: np.ndarray) -> np.ndarray:
         return np.diag(np.sqrt(np.maximum(np.diag(vcov), 1e-12)))
 
 
-def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP) -> np.ndarray:
-    """Central finite-difference Hessian with error O(step^2).
+def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP, modes=None) -> np.ndarray:
+    """Finite-difference Hessian: 1 + n(n + 3)/2 evaluations.
 
-    Diagonal: (f(x+h_i) - 2 f(x) + f(x-h_i)) / h^2, as lme4's ``deriv12``. Off-diagonal from
-    the two diagonal points of each pair and the ones already evaluated:
-    [f(x+h_i+h_j) + f(x-h_i-h_j) - f(x+h_i) - f(x-h_i) - f(x+h_j) - f(x-h_j) + 2 f(x)] / 2h^2,
-    two evaluations per pair instead of deriv12's four (1 + 2n + n(n-1) in all).
+    Diagonal: central, (f(x+h_i) - 2 f(x) + f(x-h_i)) / h^2 (error O(h^2)), as lme4's
+    ``deriv12``. Off-diagonal: forward, (f(x+h_i+h_j) - f(x+h_i) - f(x+h_j) + f(x)) / h^2,
+    one evaluation per pair instead of deriv12's four; its error, h (f_iij + f_ijj) / 2, is
+    about 1e-4 relative at h = 1e-4 (VerbAgg and cbpp: standard errors within 1e-4 relative of
+    the central formula's), far below the 1% within which lme4's own
+    finite-difference standard errors agree. On VerbAgg (8 parameters): 45 evaluations, not 73.
+
+    Parameters
+    ----------
+    fun : callable
+    x : numpy.ndarray
+    step : float
+    modes : (get, set) pair of callables, optional
+        Read and set the warm start of the inner PIRLS (a tuple of arrays). Given, each
+        point starts from the modes extrapolated from those already found, u(x - h_i) from
+        2 u(x) - u(x + h_i) and u(x + h_i + h_j) from u(x + h_i) + u(x + h_j) - u(x), which
+        are O(h^2) off: PIRLS then needs two iterations where a start O(h) away needs three.
     """
     x = np.asarray(x, float)
     n = len(x)
     f0 = fun(x)
     H = np.empty((n, n))
     E = np.eye(n) * step
-    fp = np.array([fun(x + E[j]) for j in range(n)])
-    fm = np.array([fun(x - E[j]) for j in range(n)])
+    if modes is None:
+        fp = np.array([fun(x + E[j]) for j in range(n)])
+        fm = np.array([fun(x - E[j]) for j in range(n)])
+        pair = lambda i, j: fun(x + E[i] + E[j])  # noqa: E731
+    else:
+        get, put = modes
+        u0 = get()
+
+        def at(point, start):
+            put(start)
+            return fun(point)
+
+        def combine(coefs, *us):  # sum of coef * modes; None when a point failed (PIRLS)
+            if any(u is None for u in us):
+                return None
+            return tuple(sum(c * a for c, a in zip(coefs, arrays, strict=True))
+                         for arrays in zip(*us, strict=True))
+
+        fp, up = np.empty(n), []
+        for j in range(n):
+            fp[j] = at(x + E[j], u0)
+            up.append(get())
+        fm = np.array([at(x - E[j], combine((2, -1), u0, up[j])) for j in range(n)])
+
+        def pair(i, j):
+            return at(x + E[i] + E[j], combine((1, 1, -1), up[i], up[j], u0))
     for j in range(n):
         H[j, j] = (fp[j] - 2 * f0 + fm[j]) / step**2
         for i in range(j):
-            both = fun(x + E[i] + E[j]) + fun(x - E[i] - E[j])
-            H[i, j] = H[j, i] = (both - fp[i] - fm[i] - fp[j] - fm[j] + 2 * f0) / (2 * step**2)
+            H[i, j] = H[j, i] = (pair(i, j) - fp[i] - fp[j] + f0) / step**2
     return H
 
 
@@ -227,12 +266,17 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     # the nAGQ = 0 stage is only a start when the Laplace stage follows: a step tolerance of
     # 1e-2 in theta halves its evaluations and leaves the final fit unchanged (cbpp, VerbAgg,
     # Poisson slopes: same loglik to 1e-9, stage 2 as many evaluations)
+    if n_agq:
+        # only a start: modes to 1e-5 are ample for steps of 1e-2 (VerbAgg: 89 -> 66 PIRLS
+        # iterations, same final fit)
+        obj0.utol = STAGE0_UTOL
     opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer,
                     initial_step=0.2 if theta0 is None else 0.05,
                     xtol_abs=1e-2 if n_agq else xtol, maxeval=maxeval)
     theta_hat = np.asarray(opt0.final)
     try:
-        obj0.u = None
+        if not n_agq:  # the final estimates: modes from zero at full tolerance
+            obj0.utol, obj0.u = None, None
         state0 = obj0.state(theta_hat)
     except PirlsError as exc:
         raise PirlsError(f"at the nAGQ=0 estimates: {exc}") from exc
@@ -278,7 +322,11 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
             return obj(np.concatenate([(z[:ntheta] - theta_hat) / tscale,
                                        np.linalg.solve(scale, z[ntheta:] - beta1)]))
 
-        H = hessian(unscaled, np.concatenate([theta, beta]))
+        def put(u) -> None:
+            obj.u = u
+
+        obj.u = state.u
+        H = hessian(unscaled, np.concatenate([theta, beta]), modes=(lambda: obj.u, put))
         obj.u = state.u
         try:
             Hinv = np.linalg.inv(H)

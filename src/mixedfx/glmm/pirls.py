@@ -183,12 +183,13 @@ class PirlsEngine:
     def zero_modes(self) -> tuple[np.ndarray, ...]:
         return tuple(np.zeros((t.nlevels, t.dim)) for t in self.terms)
 
-    def _pdev(self, eta: np.ndarray, u) -> tuple[float, float, np.ndarray]:
+    def _pdev(self, eta: np.ndarray, u) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(dev, |u|^2, mu, d mu / d eta) at the linear predictor ``eta``."""
         fam, m = self.model.family, self.model
-        mu = fam.linkinv(eta)
-        dev = float(-2 * np.sum(fam.kernel(m.y, mu, m.prior)))
-        sqrL = float(sum(np.sum(uk * uk) for uk in u))
-        return dev, sqrL, mu
+        mu, d = fam.inverse(eta)
+        dev = -2.0 * fam.kernel_sum(m.y, mu, m.prior)
+        sqrL = float(sum(np.vdot(uk, uk) for uk in u))
+        return dev, sqrL, mu, d
 
     def run(self, theta_engine: np.ndarray, beta: np.ndarray, u0=None, *, tol: float = TOL,
             utol: float = UTOL, maxit: int = MAXIT) -> PirlsState:
@@ -207,14 +208,13 @@ class PirlsEngine:
         beta = np.asarray(beta, float).copy()
         xb = self.fixed_part(beta)
         eta = xb + self.random_part(factors, u)
-        dev, sqrL, mu = self._pdev(eta, u)
+        dev, sqrL, mu, d = self._pdev(eta, u)
         old = dev + sqrL
         if not np.isfinite(old):
             raise PirlsError("PIRLS: the starting linear predictor gives a non-finite deviance "
                              "(means outside the family's range); check the starting values "
                              "and the link")
         for it in range(1, maxit + 1):
-            d = fam.mu_eta(eta)
             w = m.prior * d * d / fam.variance(mu)
             z = eta - (m.offset if self.free_beta else xb) + (m.y - mu) / d
             if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
@@ -234,7 +234,7 @@ class PirlsEngine:
                 u_try = tuple(a + step * (b - a) for a, b in zip(u, u_new, strict=True))
                 b_try = beta + step * (beta_new - beta) if self.free_beta else beta
                 eta_try = eta_new if step == 1.0 else eta + step * (eta_new - eta)
-                dev, sqrL, mu_try = self._pdev(eta_try, u_try)
+                dev, sqrL, mu_try, d_try = self._pdev(eta_try, u_try)
                 pdev = dev + sqrL
                 # the kernel-based deviance can be negative: tolerance on |old|
                 if np.isfinite(pdev) and pdev <= old + 1e-12 * abs(old) + 1e-12:
@@ -247,7 +247,7 @@ class PirlsEngine:
             moved = max([float(np.max(np.abs(a - b))) for a, b in zip(u, u_try, strict=True)]
                         + ([float(np.max(np.abs(beta - b_try)))] if beta.size else []))
             change = abs(old - pdev) / max(abs(pdev), 1e-10)
-            u, beta, eta, mu = u_try, b_try, eta_try, mu_try
+            u, beta, eta, mu, d = u_try, b_try, eta_try, mu_try, d_try
             old = pdev
             # converged when the full step barely moved the modes: the factor (ldL2) was then
             # computed at the final weights up to O(step)
