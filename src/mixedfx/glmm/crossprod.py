@@ -14,7 +14,7 @@ import numpy as np
 
 from ..design import ReTerm
 from ..linalg.blocks import Blocks, build_blocks
-from .kernels import refill
+from .kernels import refill_by_level
 
 
 class WeightedCrossprod:
@@ -80,12 +80,16 @@ class WeightedCrossprod:
         self.c1c = np.ascontiguousarray(self.c1[order], dtype=np.int64)
         self._XY = np.empty((n, X.shape[1] + 1))
         self._XY[:, :-1] = X[order]
+        self.level_start = np.searchsorted(self.c1c, np.arange(self.l1 + 1)).astype(np.int64)
 
     def update(self, w: np.ndarray, z: np.ndarray) -> Blocks:
         """Refill the blocks in place with weights ``w`` and response ``z``."""
         b = self.blocks
-        self._XY[:, -1] = z[self.order]
-        refill(np.ascontiguousarray(w[self.order], dtype=float), self.Z1c, self.c1c,
-               self.rest_col, self.rest_z, self.rest_pos, self.dense_pos, self._XY, b.A11,
-               b.A21_val, b.A22, self.m_r)
+        XY = self._XY
+        XY[:, -1] = z[self.order]
+        ws = np.ascontiguousarray(w[self.order], dtype=float)
+        refill_by_level(ws, self.Z1c, self.level_start, self.rest_col, self.rest_z,
+                        self.rest_pos, self.dense_pos, XY, b.A11, b.A21_val, b.A22, self.m_r)
+        corner = (XY * ws[:, None]).T @ XY  # (X z)'W(X z) by BLAS
+        b.A22[self.m_r :, self.m_r :] = corner
         return b

@@ -49,3 +49,66 @@ def refill(w, Z1, c1, rest_col, rest_z, rest_pos, dense_pos, XY, A11, A21_val, A
     for a in range(m_r, m):  # mirror the X/z rows to the upper triangle
         for b in range(a):
             A22[b, a] = A22[a, b]
+
+
+@njit(cache=True)
+def refill_by_level(w, Z1, lstart, rest_col, rest_z, rest_pos, dense_pos, XY, A11, A21_val,
+                    A22, m_r):  # pragma: no cover - compiled
+    """Accumulate [Z X z]'W[Z X z] into the blocks, except the (X z)'W(X z) corner of A22
+    (left for BLAS), with rows sorted by the first term's level.
+
+    Sums that stay within a level (A11 and the X/z entries of A21) are accumulated level by
+    level in a scalar, one entry at a time, instead of by read-modify-writes that form a
+    dependency chain through memory when consecutive rows hit the same entry: on VerbAgg
+    this made the refill 2-3 times faster than :func:`refill`.
+
+    Parameters as :func:`refill`, with ``lstart`` (levels + 1,) the first sorted row of each
+    level in place of the level codes.
+    """
+    n, p1 = Z1.shape
+    nr = rest_col.shape[0]
+    nt = XY.shape[1]
+    A21_val[:] = 0.0
+    A22[:] = 0.0
+    for j in range(lstart.shape[0] - 1):
+        r0, r1 = lstart[j], lstart[j + 1]
+        for a in range(p1):
+            for b in range(a + 1):
+                acc = 0.0
+                for i in range(r0, r1):
+                    acc += w[i] * Z1[i, a] * Z1[i, b]
+                A11[j, a, b] = acc
+                A11[j, b, a] = acc
+            for t in range(nt):
+                acc = 0.0
+                for i in range(r0, r1):
+                    acc += w[i] * Z1[i, a] * XY[i, t]
+                A21_val[dense_pos[j, t], a] = acc
+        for i in range(r0, r1):
+            wi = w[i]
+            for r in range(nr):
+                wr = wi * rest_z[r, i]
+                pos = rest_pos[r, i]
+                cr = rest_col[r, i]
+                for a in range(p1):
+                    A21_val[pos, a] += wr * Z1[i, a]
+                for s in range(nr):
+                    A22[cr, rest_col[s, i]] += wr * rest_z[s, i]
+                for t in range(nt):
+                    A22[m_r + t, cr] += wr * XY[i, t]
+    m = A22.shape[0]
+    for a in range(m_r, m):  # mirror the X/z rows to the upper triangle
+        for b in range(m_r):
+            A22[b, a] = A22[a, b]
+
+
+@njit(cache=True)
+def add_random_part(out, Z, codes, b):  # pragma: no cover - compiled
+    """out[i] += Z[i] . b[codes[i]] (one term's contribution to Z Lambda u)."""
+    p = Z.shape[1]
+    for i in range(out.shape[0]):
+        j = codes[i]
+        acc = 0.0
+        for a in range(p):
+            acc += Z[i, a] * b[j, a]
+        out[i] += acc

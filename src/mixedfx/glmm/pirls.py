@@ -30,6 +30,7 @@ from ..errors import MixedFXError
 from ..linalg.blocks import Blocks
 from ..linalg.pls import PlsFactorizer
 from .crossprod import WeightedCrossprod
+from .kernels import add_random_part
 from .model import GlmmModel
 
 MAXIT = 50
@@ -151,6 +152,8 @@ class PirlsEngine:
         # -2 log p(y | mu) = -2 sum kernel(y, mu) + constant (fixed dispersion)
         mu0 = fam.mustart(y, a)
         self.constant = float(-2 * np.sum(fam.loglik(y, mu0, a) - fam.kernel(y, mu0, a)))
+        self._zc = [(np.ascontiguousarray(t.Z, dtype=float),
+                     np.ascontiguousarray(t.codes, dtype=np.int64)) for t in self.terms]
         self._xbeta_key: bytes | None = None
         self._xbeta = np.zeros(n)
 
@@ -164,12 +167,8 @@ class PirlsEngine:
     def random_part(self, factors: list[np.ndarray], u) -> np.ndarray:
         """Z Lambda u on the rows."""
         out = np.zeros(len(self.model.y))
-        for t, T, uk in zip(self.terms, factors, u, strict=True):
-            b = uk @ T.T
-            if t.dim == 1:
-                out += t.Z[:, 0] * b[t.codes, 0]
-            else:
-                out += np.einsum("ij,ij->i", t.Z, b[t.codes])
+        for (Z, codes), T, uk in zip(self._zc, factors, u, strict=True):
+            add_random_part(out, Z, codes, np.ascontiguousarray(uk @ T.T))
         return out
 
     def fixed_part(self, beta: np.ndarray) -> np.ndarray:
