@@ -1,54 +1,9 @@
-"""Numba kernel refilling the engine's cross-product blocks in one pass over the rows."""
+"""Numba kernels of PIRLS: refilling the engine's cross-product blocks, Z Lambda u."""
 
 from __future__ import annotations
 
+import numpy as np
 from numba import njit
-
-
-@njit(cache=True)
-def refill(w, Z1, c1, rest_col, rest_z, rest_pos, dense_pos, XY, A11, A21_val, A22,
-           m_r):  # pragma: no cover - compiled
-    """Accumulate [Z X z]'W[Z X z] into zeroed blocks.
-
-    Parameters (n rows, p1 first-term columns, r rest columns, t = X and z columns):
-    w (n,), Z1 (n, p1), c1 (n,), rest_col (r, n) remainder column of each row,
-    rest_z (r, n) its value, rest_pos (r, n) position in A21_val of (level, column),
-    dense_pos (levels, t) positions of the X/z entries of each level, XY (n, t).
-    """
-    n, p1 = Z1.shape
-    nr = rest_col.shape[0]
-    nt = XY.shape[1]
-    A11[:] = 0.0
-    A21_val[:] = 0.0
-    A22[:] = 0.0
-    for i in range(n):
-        wi = w[i]
-        if wi == 0.0:
-            continue
-        j = c1[i]
-        for a in range(p1):
-            wz = wi * Z1[i, a]
-            for b in range(p1):
-                A11[j, a, b] += wz * Z1[i, b]
-            for r in range(nr):
-                A21_val[rest_pos[r, i], a] += wz * rest_z[r, i]
-            for t in range(nt):
-                A21_val[dense_pos[j, t], a] += wz * XY[i, t]
-        for r in range(nr):
-            wr = wi * rest_z[r, i]
-            cr = rest_col[r, i]
-            for s in range(nr):
-                A22[cr, rest_col[s, i]] += wr * rest_z[s, i]
-            for t in range(nt):
-                A22[m_r + t, cr] += wr * XY[i, t]
-        for t in range(nt):
-            wt = wi * XY[i, t]
-            for s in range(t + 1):
-                A22[m_r + t, m_r + s] += wt * XY[i, s]
-    m = A22.shape[0]
-    for a in range(m_r, m):  # mirror the X/z rows to the upper triangle
-        for b in range(a):
-            A22[b, a] = A22[a, b]
 
 
 @njit(cache=True)
@@ -60,10 +15,14 @@ def refill_by_level(w, Z1, lstart, rest_col, rest_z, rest_pos, dense_pos, XY, A1
     Sums that stay within a level (A11 and the X/z entries of A21) are accumulated level by
     level in a scalar, one entry at a time, instead of by read-modify-writes that form a
     dependency chain through memory when consecutive rows hit the same entry: on VerbAgg
-    this made the refill 2-3 times faster than :func:`refill`.
+    this made the refill 1.4 times faster than a row-by-row kernel (the u-only system) and
+    the one with X inside (nAGQ = 0) 1.5 times.
 
-    Parameters as :func:`refill`, with ``lstart`` (levels + 1,) the first sorted row of each
-    level in place of the level codes.
+    Parameters (n rows sorted by the first term's level, p1 first-term columns, r rest
+    columns, t = X and z columns): w (n,), Z1 (n, p1), lstart (levels + 1,) first row of
+    each level, rest_col (r, n) remainder column of each row, rest_z (r, n) its value,
+    rest_pos (r, n) position in A21_val of (level, column), dense_pos (levels, t) positions
+    of the X/z entries of each level, XY (n, t).
     """
     n, p1 = Z1.shape
     nr = rest_col.shape[0]
@@ -112,3 +71,60 @@ def add_random_part(out, Z, codes, b):  # pragma: no cover - compiled
         for a in range(p):
             acc += Z[i, a] * b[j, a]
         out[i] += acc
+
+
+@njit(cache=True)
+def first_term_modes(A11, val, ptr, idx, zvec, T1):  # pragma: no cover - compiled
+    """Spherical modes of the first term given the solved remainder.
+
+    Level j's modes solve M_j u_j = -T1' sum_s val[s] zvec[idx[s]], with
+    M_j = T1' A11_j T1 + I (Cholesky of the small p1 x p1 system); zvec holds the remainder's
+    solution on the scale of A21's columns (Lambda u for other terms, beta, and -1 for y).
+    """
+    l1, p1 = A11.shape[0], A11.shape[1]
+    out = np.empty((l1, p1))
+    M = np.empty((p1, p1))
+    v = np.empty(p1)
+    r = np.empty(p1)
+    for j in range(l1):
+        for c in range(p1):
+            v[c] = 0.0
+        for s in range(ptr[j], ptr[j + 1]):
+            zs = zvec[idx[s]]
+            for c in range(p1):
+                v[c] += val[s, c] * zs
+        for a in range(p1):
+            acc = 0.0
+            for c in range(p1):
+                acc += T1[c, a] * v[c]
+            r[a] = -acc
+            for b in range(p1):
+                acc = 0.0
+                for c in range(p1):
+                    for d in range(p1):
+                        acc += T1[c, a] * A11[j, c, d] * T1[d, b]
+                M[a, b] = acc
+            M[a, a] += 1.0
+        for a in range(p1):  # Cholesky M = C C' in place (lower)
+            acc = M[a, a]
+            for k in range(a):
+                acc -= M[a, k] * M[a, k]
+            M[a, a] = np.sqrt(acc)
+            for b in range(a + 1, p1):
+                acc = M[b, a]
+                for k in range(a):
+                    acc -= M[b, k] * M[a, k]
+                M[b, a] = acc / M[a, a]
+        for a in range(p1):  # C y = r
+            acc = r[a]
+            for k in range(a):
+                acc -= M[a, k] * r[k]
+            r[a] = acc / M[a, a]
+        for a in range(p1 - 1, -1, -1):  # C' u = y
+            acc = r[a]
+            for k in range(a + 1, p1):
+                acc -= M[k, a] * r[k]
+            r[a] = acc / M[a, a]
+        for a in range(p1):
+            out[j, a] = r[a]
+    return out

@@ -23,14 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import solve_triangular
+from scipy.linalg import lapack
 
 from ..design.reterm import theta_to_factor
 from ..errors import MixedFXError
 from ..linalg.blocks import Blocks
 from ..linalg.pls import PlsFactorizer
 from .crossprod import WeightedCrossprod
-from .kernels import add_random_part
+from .kernels import add_random_part, first_term_modes
 from .model import GlmmModel
 
 MAXIT = 50
@@ -92,10 +92,17 @@ def _modes(fz: PlsFactorizer, blocks: Blocks, f) -> tuple[list[np.ndarray], np.n
                                                           float]:
     """Spherical modes per term, beta (if X is in the system), ldL2 and ldRX2 from a factor."""
     L = f.L
-    mr, p, factors = blocks.m_random, blocks.p, f.factors
-    if blocks.m > 1:
-        x2 = solve_triangular(L[:-1, :-1], L[-1, :-1], lower=True, trans="T",
-                              check_finite=False)
+    m, mr, p, factors = blocks.m, blocks.m_random, blocks.p, f.factors
+    if m > 1:
+        # the factor's lower triangle is the upper triangle of the Fortran-ordered L.T:
+        # L' x = r_yy e_m gives x = (-L11'^{-1} l_y, 1), the remainder's solution, without
+        # copying the leading block
+        rhs = np.zeros((m, 1))
+        rhs[-1, 0] = L[-1, -1]
+        x, info = lapack.dtrtrs(L.T, rhs, lower=0)
+        if info != 0:
+            raise PirlsError(f"singular penalized factor (dtrtrs info {info})")
+        x2 = -x[:-1, 0]
     else:
         x2 = np.zeros(0)
     u_rest, beta = x2[:mr], x2[mr : mr + p]
@@ -107,21 +114,8 @@ def _modes(fz: PlsFactorizer, blocks: Blocks, f) -> tuple[list[np.ndarray], np.n
         u.append(uk)
         z.append((uk @ factors[k + 1].T).ravel())
     zvec = np.concatenate(z + [beta, [-1.0]])
-    T1 = factors[0]
-    l1, p1 = blocks.nlevels[0], T1.shape[0]
-    contrib = blocks.A21_val * zvec[blocks.A21_idx][:, None]
-    level = fz._level if hasattr(fz, "_level") else None
-    if level is None:
-        level = np.repeat(np.arange(l1), np.diff(blocks.A21_ptr))
-        fz._level = level
-    rhs = -np.stack([np.bincount(level, contrib[:, a], minlength=l1) for a in range(p1)],
-                    axis=1) @ T1
-    if p1 == 1:
-        M = T1[0, 0] ** 2 * blocks.A11[:, 0, 0] + 1.0
-        u[0] = rhs / M[:, None]
-    else:
-        M = np.einsum("ca,jcd,db->jab", T1, blocks.A11, T1) + np.eye(p1)
-        u[0] = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+    u[0] = first_term_modes(blocks.A11, blocks.A21_val, blocks.A21_ptr, blocks.A21_idx, zvec,
+                            np.ascontiguousarray(factors[0]))
     diag = np.diagonal(L)
     ldL2 = float(f.logdet_first + 2 * np.sum(np.log(diag[:mr])))
     ldRX2 = float(2 * np.sum(np.log(diag[mr : mr + p])))
