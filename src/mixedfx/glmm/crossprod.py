@@ -76,20 +76,17 @@ class WeightedCrossprod:
         self.rest_pos = (np.ascontiguousarray(self.a21_pos[self.a21_inv].reshape(nr, n)[:, order])
                          if rest else np.zeros((0, n), dtype=np.int64))
         self.dense_pos = np.ascontiguousarray(self.dense_pos)
-        self.Z1c = np.ascontiguousarray(self.Z1[order], dtype=float)
+        self.Z1c = np.ascontiguousarray(self.Z1[order].T, dtype=float)  # (p1, n)
         self.c1c = np.ascontiguousarray(self.c1[order], dtype=np.int64)
-        self._XY = np.empty((n, X.shape[1] + 1))
-        self._XY[:, :-1] = X[order]
+        self._XY = np.empty((X.shape[1] + 1, n))  # column-major [X z]
+        self._XY[:-1] = X[order].T
         self.level_start = np.searchsorted(self.c1c, np.arange(self.l1 + 1)).astype(np.int64)
 
     def update(self, w: np.ndarray, z: np.ndarray) -> Blocks:
         """Refill the blocks in place with weights ``w`` and response ``z``."""
         b = self.blocks
-        XY = self._XY
-        XY[:, -1] = z[self.order]
-        ws = np.ascontiguousarray(w[self.order], dtype=float)
-        refill_by_level(ws, self.Z1c, self.level_start, self.rest_col, self.rest_z,
-                        self.rest_pos, self.dense_pos, XY, b.A11, b.A21_val, b.A22, self.m_r)
-        corner = (XY * ws[:, None]).T @ XY  # (X z)'W(X z) by BLAS
-        b.A22[self.m_r :, self.m_r :] = corner
+        np.take(z, self.order, out=self._XY[-1])
+        refill_by_level(np.take(w, self.order), self.Z1c, self.level_start, self.rest_col,
+                        self.rest_z, self.rest_pos, self.dense_pos, self._XY, b.A11,
+                        b.A21_val, b.A22, self.m_r)
         return b
