@@ -74,6 +74,22 @@ def refill_by_level(w, Z1, lstart, rest_col, rest_z, rest_pos, dense_pos, XY, A1
 
 
 @njit(cache=True)
+def irls_working(prior, d, var, eta, shift, y, mu, w, z):  # pragma: no cover - compiled
+    """IRLS weights w = prior d^2 / var and working response z = eta - shift + (y - mu) / d;
+    False when any is not finite."""
+    ok = True
+    for i in range(eta.shape[0]):
+        di = d[i]
+        wi = prior[i] * di * di / var[i]
+        zi = eta[i] - shift[i] + (y[i] - mu[i]) / di
+        w[i] = wi
+        z[i] = zi
+        if not (np.isfinite(wi) and np.isfinite(zi)):
+            ok = False
+    return ok
+
+
+@njit(cache=True)
 def add_random_part(out, Z, codes, b):  # pragma: no cover - compiled
     """out[i] += Z[i] . b[codes[i]] (one term's contribution to Z Lambda u)."""
     p = Z.shape[1]

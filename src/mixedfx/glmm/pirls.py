@@ -30,7 +30,7 @@ from ..errors import MixedFXError
 from ..linalg.blocks import Blocks
 from ..linalg.pls import PlsFactorizer
 from .crossprod import WeightedCrossprod
-from .kernels import add_random_part, first_term_modes
+from .kernels import add_random_part, first_term_modes, irls_working
 from .model import GlmmModel
 
 MAXIT = 50
@@ -146,6 +146,9 @@ class PirlsEngine:
         # -2 log p(y | mu) = -2 sum kernel(y, mu) + constant (fixed dispersion)
         mu0 = fam.mustart(y, a)
         self.constant = float(-2 * np.sum(fam.loglik(y, mu0, a) - fam.kernel(y, mu0, a)))
+        self._y = np.ascontiguousarray(model.y, dtype=float)
+        self._prior = np.ascontiguousarray(model.prior, dtype=float)
+        self._offset = np.ascontiguousarray(model.offset, dtype=float)
         self._zc = [(np.ascontiguousarray(t.Z, dtype=float),
                      np.ascontiguousarray(t.codes, dtype=np.int64)) for t in self.terms]
         self._xbeta_key: bytes | None = None
@@ -194,7 +197,7 @@ class PirlsEngine:
         PirlsError
             When a factorization fails or step halving cannot reduce the penalized deviance.
         """
-        m, fam = self.model, self.model.family
+        fam = self.model.family
         theta_engine = np.asarray(theta_engine, float)
         factors = self.factors(theta_engine)
         u = tuple(np.array(x, float) for x in (u0 if u0 is not None else self.zero_modes()))
@@ -208,9 +211,9 @@ class PirlsEngine:
                              "(means outside the family's range); check the starting values "
                              "and the link")
         for it in range(1, maxit + 1):
-            w = m.prior * d * d / fam.variance(mu)
-            z = eta - (m.offset if self.free_beta else xb) + (m.y - mu) / d
-            if not (np.all(np.isfinite(w)) and np.all(np.isfinite(z))):
+            w, z = np.empty_like(eta), np.empty_like(eta)
+            if not irls_working(self._prior, d, np.ascontiguousarray(fam.variance(mu)), eta,
+                                self._offset if self.free_beta else xb, self._y, mu, w, z):
                 raise PirlsError(f"PIRLS iteration {it}: non-finite IRLS weights or working "
                                  "response (fitted means at the edge of the family's range)")
             self.cross.update(w, z)

@@ -32,9 +32,9 @@ DENSE_MAX_ENTRIES = 4_000_000
 
 @njit(cache=True)
 def scatter_dense(G, ptr, idx, Gd):  # pragma: no cover - compiled
-    """Gd[j * p1 + a, idx[s]] = G[s, a] for every level j and its entries s (Gd zeroed)."""
+    """Gd[j * p1 + a, idx[s]] = G[s, a] for every level j and its entries s (the other
+    entries of Gd stay zero: the pattern is fixed)."""
     p1 = G.shape[1]
-    Gd[:] = 0.0
     for j in range(ptr.shape[0] - 1):
         for s in range(ptr[j], ptr[j + 1]):
             for a in range(p1):
@@ -186,7 +186,7 @@ class TiledElimination:
         l1, p1 = A11.shape[0], A11.shape[1]
         dense = (len(idx) >= DENSE_FILL * l1 * m and l1 * p1 * m <= DENSE_MAX_ENTRIES
                  and m > 0)
-        self._dense = np.empty((l1 * p1, m)) if dense else None
+        self._dense = np.zeros((l1 * p1, m)) if dense else None
         self._tiles: tuple[np.ndarray, np.ndarray] | None = None
 
     def quadratic_forms(self, C: np.ndarray) -> np.ndarray:
