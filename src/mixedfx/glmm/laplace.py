@@ -119,7 +119,7 @@ class _Objective:
 
     def state(self, x: np.ndarray) -> PirlsState:
         theta, beta = self.split(x)
-        kw = {} if self.utol is None else {"utol": self.utol}
+        kw = {} if self.utol is None else {"utol": self.utol, "refresh": False}
         st = self.engine.run(self.model.tmap.to_engine(theta), beta, self.u, **kw)
         self.u = st.u
         if self.beta_free:
