@@ -138,6 +138,14 @@ class GlmmResult(ResultOutputs):
         return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
                        offset=offset)
 
+    def confint(self, method: str = "profile", level: float = 0.95,
+                which=None) -> pd.DataFrame:
+        """Profile (default, as lme4) or Wald confidence intervals with lme4's row names;
+        see :func:`mixedfx.glmm.confint.confint`."""
+        from .confint import confint
+
+        return confint(self, method, level, which)
+
     def summary(self) -> str:
         """Summary text in lme4's ``summary(glmer)`` layout (Wald z tests)."""
         from ..html import SummaryText  # users' side: shown preformatted in notebooks
