@@ -125,6 +125,128 @@ def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.
     return np.concatenate(out)
 
 
+def _fits_from_sums(ztz: np.ndarray, ztr: np.ndarray) -> tuple[np.ndarray, np.ndarray,
+                                                                 np.ndarray]:
+    """Per-level least-squares coefficients from Z'WZ (G, d, d) and Z'Wr (G, d), as
+    :func:`_level_fits` returns them."""
+    G, d = ztr.shape
+    diag = np.maximum(np.einsum("gaa->ga", ztz), 1e-300)
+    if d == 1:
+        ok = ztz[:, 0, 0] > 1e-8 * diag[:, 0]
+    else:
+        ok = np.linalg.det(ztz) > 1e-8 * np.prod(diag, axis=1)
+    coef = np.zeros((G, d))
+    inv = np.linalg.inv(ztz[ok]) if ok.any() else np.zeros((0, d, d))
+    coef[ok] = np.einsum("gab,gb->ga", inv, ztr[ok])
+    return coef, inv, ok
+
+
+A21_CHUNK = 4_000_000  # A21 entries handled at once by :func:`moment_start_blocks`
+
+
+def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
+    """The moment estimates of :func:`moment_start` from the engine's cross-product blocks.
+
+    Every quantity the row-wise estimate needs is a cross-product the blocks hold: per-level
+    Z'WZ (A11 and the diagonal blocks of A22), Z'Wr (the response column, which the engine
+    keeps as the least-squares residual r of the fixed part), r'Wr, and the cross-products
+    between terms (A21 and A22) that carry one term's shrunken level fits into the next
+    term's Z'Wr. So an out-of-core fit gets the same start without another pass over the
+    rows. A21 is visited in chunks of levels, so its temporaries stay bounded.
+
+    Parameters
+    ----------
+    blocks : Blocks
+        Engine-order blocks whose response column is the residual of the fixed part.
+
+    Returns
+    -------
+    covariances : list
+        Per engine-order term, the moment covariance of its random effects (None where the
+        estimate is degenerate).
+    sigma2 : float
+        The residual variance left over.
+    """
+    b = blocks
+    m, n, p = b.m, b.n, b.p
+    yi = m - 1
+    S = np.tril(b.A22)
+    S = S + np.tril(S, -1).T
+    nterm = len(b.dims)
+    l1, p1 = b.nlevels[0], b.dims[0]
+    ptr, idx, val = b.A21_ptr, b.A21_idx, b.A21_val
+    chunks = []
+    lo = 0
+    while lo < l1:  # level ranges of about A21_CHUNK entries
+        hi = int(np.searchsorted(ptr, ptr[lo] + A21_CHUNK, side="right")) - 1
+        hi = min(max(hi, lo + 1), l1)
+        chunks.append((lo, hi))
+        lo = hi
+    ztz: list[np.ndarray] = [np.asarray(b.A11)]
+    ztr: list[np.ndarray] = [np.zeros((l1, p1))]
+    for lo, hi in chunks:
+        e0, e1 = ptr[lo], ptr[hi]
+        lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
+        y_entry = idx[e0:e1] == yi
+        ztr[0][lev[y_entry]] = val[e0:e1][y_entry]
+    cols: list[np.ndarray | None] = [None]
+    for k in range(1, nterm):
+        off, lk, dk = b.offsets[k - 1], b.nlevels[k], b.dims[k]
+        c = off + np.arange(lk * dk)
+        cols.append(c)
+        rows = c.reshape(lk, dk)
+        ztz.append(S[rows[:, :, None], rows[:, None, :]])
+        ztr.append(S[yi, c].reshape(lk, dk).copy())
+    rwr = float(S[yi, yi])
+    covariances: list[np.ndarray | None] = [None] * nterm
+    sigma2 = rwr / max(n - p, 1)
+    for k in sorted(range(nterm), key=lambda k: b.nlevels[k]):
+        d = b.dims[k]
+        coef, inv, ok = _fits_from_sums(ztz[k], ztr[k])
+        nok = len(inv)
+        if nok < 3:
+            continue
+        within = (rwr - float(np.sum(coef[ok] * ztr[k][ok]))) / max(n - nok * d, 1)
+        centred = coef[ok] - coef[ok].mean(axis=0)
+        cov = centred.T @ centred / (nok - 1) - within * inv.mean(axis=0)
+        if not np.all(np.isfinite(cov)):
+            continue
+        covariances[k] = cov
+        var = np.maximum(np.diag(cov), 0.0)
+        shrink = np.zeros_like(coef)
+        shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
+        s = shrink * coef  # the shrunken level fits removed from r
+        rwr += -2.0 * float(np.sum(s * ztr[k])) + float(np.einsum("ja,jab,jb->", s, ztz[k], s))
+        if k == 0:  # carry into the other terms' Z'Wr through A21
+            for lo, hi in chunks:
+                e0, e1 = ptr[lo], ptr[hi]
+                lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
+                contrib = np.einsum("ea,ea->e", val[e0:e1], s[lev])
+                ix = idx[e0:e1]
+                for r in range(1, nterm):
+                    c0, size = cols[r][0], len(cols[r])
+                    sel = (ix >= c0) & (ix < c0 + size)
+                    ztr[r] -= np.bincount(ix[sel] - c0, weights=contrib[sel],
+                                          minlength=size).reshape(ztr[r].shape)
+        else:
+            sflat = s.ravel()
+            c0, size = cols[k][0], len(cols[k])
+            for lo, hi in chunks:
+                e0, e1 = ptr[lo], ptr[hi]
+                lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
+                ix = idx[e0:e1]
+                sel = (ix >= c0) & (ix < c0 + size)
+                wsel = sflat[ix[sel] - c0]
+                for a in range(p1):
+                    ztr[0][:, a] -= np.bincount(lev[sel], weights=val[e0:e1][sel, a] * wsel,
+                                                minlength=l1)
+            for r in range(1, nterm):
+                if r != k:
+                    ztr[r] -= (S[np.ix_(cols[r], cols[k])] @ sflat).reshape(ztr[r].shape)
+        sigma2 = within
+    return covariances, max(sigma2, 1e-300)
+
+
 def _relative_factor(cov: np.ndarray) -> np.ndarray:
     """Theta (lme4's layout) of a relative covariance matrix from moments.
 

@@ -23,6 +23,7 @@ from ..lmm import (
 )
 from ..optimize import minimize
 from ..results import LmmResult
+from ..start import _relative_factor, moment_start_blocks, moment_step
 
 
 class AggregatedModel(LmmModel):
@@ -65,15 +66,29 @@ class AggregatedModel(LmmModel):
         raise NotImplementedError("a new response needs a new aggregation pass out of core")
 
     def moment_theta(self) -> np.ndarray:
-        """Out of core the start is lme4's (identity relative covariance)."""
-        return self.theta0
+        """Moment-based starting theta (display order) from the aggregated blocks; see
+        :func:`mixedfx.start.moment_start_blocks`."""
+        covs, sigma2 = moment_start_blocks(self.blocks)
+        engine_terms = [self.terms[k] for k in self.perm]
+        theta = [t.theta_initial() if cov is None else _relative_factor(cov / sigma2)
+                 for t, cov in zip(engine_terms, covs, strict=True)]
+        return self.tmap.to_display(np.concatenate(theta))
 
     def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
             data_name: str | None = None, theta0: np.ndarray | None = None) -> LmmResult:
-        """Optimize theta from lme4's start (identity relative covariance) or ``theta0``."""
+        """Optimize theta from the moment start computed from the blocks (``control["start"]
+        = "moments"``, default) or lme4's identity start (``"identity"``), or ``theta0``."""
         settings = dict(control or {})
-        settings.pop("start", None)
-        start = self.theta0 if theta0 is None else np.asarray(theta0, float)
+        how = settings.pop("start", "moments")
+        if theta0 is not None:
+            start = np.asarray(theta0, float)
+        elif how == "moments":
+            start = self.moment_theta()
+            settings.setdefault("initial_step", moment_step(self.terms))
+        elif how == "identity":
+            start = self.theta0
+        else:
+            raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
         opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
         theta = np.asarray(opt.final)
         if optimizer == "newuoa":
