@@ -112,6 +112,13 @@ class Family:
         """Starting means for IRLS (inside the family's range)."""
         raise NotImplementedError  # pragma: no cover - abstract
 
+    def sample(self, mu: np.ndarray, wt: np.ndarray, rng: np.random.Generator,
+               dispersion: float = 1.0) -> np.ndarray:
+        """Responses drawn with means ``mu``, prior weights ``wt`` and the dispersion, on the
+        family's scale (as ``y`` is given to the fit)."""
+        raise NotImplementedError(f"simulation is not available for the {self.name} "
+                                  "family")  # pragma: no cover - abstract
+
     def validate(self, y: np.ndarray, weights: object = None, name: str = "response") -> None:
         """Raise DataError when the response or the prior weights do not fit the family."""
         y = np.asarray(y, dtype=float)
@@ -204,6 +211,10 @@ class Binomial(Family):
                                 f"whole numbers of successes; non-integer at {_where(off)}")
 
 
+    def sample(self, mu, wt, rng, dispersion=1.0):
+        trials = np.round(np.asarray(wt, dtype=float)).astype(np.int64)
+        return rng.binomial(trials, mu) / np.maximum(trials, 1)
+
 class Poisson(Family):
     """Poisson counts."""
 
@@ -242,6 +253,9 @@ class Poisson(Family):
         super().validate(y, weights, name)
         _check_counts(np.asarray(y, dtype=float), "Poisson", name)
 
+
+    def sample(self, mu, wt, rng, dispersion=1.0):
+        return rng.poisson(mu).astype(float)
 
 def _check_counts(y: np.ndarray, family: str, name: str) -> None:
     if np.any(y < 0):
@@ -291,6 +305,10 @@ class Gamma(Family):
         _check_positive(np.asarray(y, dtype=float), "Gamma", name)
 
 
+    def sample(self, mu, wt, rng, dispersion=1.0):
+        shape = np.asarray(wt, dtype=float) / dispersion
+        return rng.gamma(shape, np.asarray(mu, dtype=float) / shape)
+
 class InverseGaussian(Family):
     """Inverse Gaussian with mean mu and dispersion phi (variance phi mu^3 / wt)."""
 
@@ -323,6 +341,9 @@ class InverseGaussian(Family):
         super().validate(y, weights, name)
         _check_positive(np.asarray(y, dtype=float), "inverse Gaussian", name)
 
+
+    def sample(self, mu, wt, rng, dispersion=1.0):
+        return rng.wald(mu, np.asarray(wt, dtype=float) / dispersion)
 
 class NegativeBinomial(Family):
     """Negative binomial counts with mean mu and shape theta fixed at construction
@@ -375,3 +396,8 @@ class NegativeBinomial(Family):
 
     def __repr__(self) -> str:
         return f"NegativeBinomial(theta={self.theta:.6g}, link='{self.link.name}')"
+
+
+    def sample(self, mu, wt, rng, dispersion=1.0):
+        mu = np.asarray(mu, dtype=float)
+        return rng.negative_binomial(self.theta, self.theta / (self.theta + mu)).astype(float)

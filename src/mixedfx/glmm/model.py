@@ -115,6 +115,10 @@ class GlmmModel:
                    dropped=tuple(n for n in design.fixed_names if n not in names),
                    terms=terms, perm=perm, tmap=ThetaMap(terms, perm))
 
+    def with_response(self, y: np.ndarray) -> GlmmModel:
+        """The same design with another response (on the family's scale), e.g. simulated."""
+        return replace(self, design=replace(self.design, y=np.asarray(y, dtype=float)))
+
     def with_family(self, family: Family) -> GlmmModel:
         """The same design with another family (negative binomial at a new theta)."""
         return replace(self, family=family)

@@ -146,6 +146,21 @@ class GlmmResult(ResultOutputs):
 
         return confint(self, method, level, which)
 
+    def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
+        """Responses simulated from the fit (lme4's ``simulate``); see
+        :func:`mixedfx.glmm.simulate.simulate`."""
+        from .simulate import simulate
+
+        return simulate(self, nsim, seed)
+
+    def bootstrap(self, n: int = 500, *, seed: int | None = None, n_jobs: int = 1,
+                  progress: bool | None = None):
+        """Parametric bootstrap (lme4's ``bootMer``) with percentile intervals; see
+        :func:`mixedfx.glmm.simulate.bootstrap`."""
+        from .simulate import bootstrap
+
+        return bootstrap(self, n, seed=seed, n_jobs=n_jobs, progress=progress)
+
     def summary(self) -> str:
         """Summary text in lme4's ``summary(glmer)`` layout (Wald z tests)."""
         from ..html import SummaryText  # users' side: shown preformatted in notebooks
