@@ -285,12 +285,13 @@ def test_out_of_core_bad_input(extra, data, message, tmp_path, capsys):
     assert "error: " in err and message in err
 
 
-def test_glmm_confint_profile_and_no_bootstrap(capsys):
+def test_glmm_confint_profile_and_bootstrap(capsys):
     argv = ["fit", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--data",
             "cbpp", "--family", "binomial", "--quiet"]
     assert main(argv + ["--confint", "profile", "--json"]) == 0
     ci = json.loads(capsys.readouterr().out)["confint"]
     assert ci["names"][0] == "sd_(Intercept)|herd" and len(ci["names"]) == 5
     assert 0.3 < ci["lower"][0] < 0.4 and 1.0 < ci["upper"][0] < 1.2
-    assert main(argv + ["--confint", "bootstrap"]) == 2
-    assert "for a GLMM use --confint profile" in capsys.readouterr().err
+    assert main(argv + ["--confint", "bootstrap", "--nsim", "8", "--json"]) == 0
+    boot = json.loads(capsys.readouterr().out)["confint"]
+    assert boot["method"] == "bootstrap" and boot["names"] == ci["names"]

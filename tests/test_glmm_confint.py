@@ -62,7 +62,7 @@ def test_wald(cbpp_fit):
 
 def test_errors(cbpp_fit):
     with pytest.raises(MixedFXError, match="unknown method"):
-        cbpp_fit.confint(method="bootstrap")
+        cbpp_fit.confint(method="jackknife")
     with pytest.raises(MixedFXError, match="level"):
         cbpp_fit.confint(level=95)
     with pytest.raises(MixedFXError, match="unknown parameter"):
@@ -72,3 +72,8 @@ def test_errors(cbpp_fit):
     with pytest.raises(MixedFXError, match="fixed dispersion"):
         gam.confint()
     assert np.isfinite(gam.confint(method="wald").loc["x"]).all()
+
+
+def test_bootstrap_intervals(cbpp_fit):
+    ci = cbpp_fit.confint(method="bootstrap", nsim=10, seed=1, which="beta_")
+    assert list(ci.index) == list(cbpp_fit.fixef.index) and (ci.lower < ci.upper).all()

@@ -183,9 +183,6 @@ def _fit(args: argparse.Namespace) -> int:
                                f"{args.family} GLMM); drop --confint")
         if args.confint != "wald":
             progress(f"computing {args.confint} intervals ...")
-        if args.confint == "bootstrap" and args.family:
-            raise MixedFXError("--confint bootstrap is available for linear mixed models; "
-                               "for a GLMM use --confint profile or --confint wald")
         if args.confint == "bootstrap":
             if args.nsim < 2:
                 raise MixedFXError(f"--nsim {args.nsim}: give at least 2 bootstrap replicates")

@@ -28,7 +28,7 @@ from ..inference.parameters import SdCorScale
 from .laplace import theta_scale
 from .pirls import PirlsEngine, PirlsError
 
-METHODS = ("profile", "wald")
+METHODS = ("profile", "wald", "bootstrap")
 ZETA_TOL = 1e-4  # |zeta - target| at which an end is accepted
 MAX_POINTS = 25  # profiled points per end before giving up (NaN)
 XTOL = 1e-5  # BOBYQA step tolerance, in standard errors of the other parameters
@@ -215,19 +215,24 @@ def _select(which, names: list[str], k: int) -> list[int]:
     return [names.index(w) for w in which]
 
 
-def confint(res, method: str = "profile", level: float = 0.95, which=None) -> pd.DataFrame:
+def confint(res, method: str = "profile", level: float = 0.95, which=None, *,
+            nsim: int = 500, seed: int | None = None, n_jobs: int = 1,
+            progress: bool | None = None) -> pd.DataFrame:
     """Confidence intervals of a GLMM's parameters.
 
     Parameters
     ----------
     res : GlmmResult
-    method : {"profile", "wald"}
+    method : {"profile", "wald", "bootstrap"}
         ``"profile"`` (default, as lme4's ``confint``): invert the profiled Laplace deviance
         (Laplace fits of fixed-dispersion families). ``"wald"``: estimate -+ z se for the
-        fixed effects, NaN for the variance parameters.
+        fixed effects, NaN for the variance parameters. ``"bootstrap"``: percentile
+        intervals of a parametric bootstrap (:func:`mixedfx.glmm.simulate.bootstrap`).
     level : float, default 0.95
     which : list of str or {"theta_", "beta_"}, optional
         Parameters to profile (all by default).
+    nsim, seed, n_jobs, progress
+        Bootstrap settings (``method="bootstrap"`` only).
 
     Returns
     -------
@@ -245,4 +250,10 @@ def confint(res, method: str = "profile", level: float = 0.95, which=None) -> pd
                                                           len(_variance_names(res)))]
     if method == "profile":
         return profile_confint(res, level, which)
+    if method in ("bootstrap", "boot"):
+        from .simulate import bootstrap
+
+        out = bootstrap(res, nsim, seed=seed, n_jobs=n_jobs, progress=progress).confint(level)
+        return out if which is None else out.iloc[_select(which, list(out.index),
+                                                          len(_variance_names(res)))]
     raise MixedFXError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")

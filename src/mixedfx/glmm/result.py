@@ -138,13 +138,13 @@ class GlmmResult(ResultOutputs):
         return predict(pm, newdata, kind=kind, scale=scale, allow_new_levels=allow_new_levels,
                        offset=offset)
 
-    def confint(self, method: str = "profile", level: float = 0.95,
-                which=None) -> pd.DataFrame:
-        """Profile (default, as lme4) or Wald confidence intervals with lme4's row names;
-        see :func:`mixedfx.glmm.confint.confint`."""
+    def confint(self, method: str = "profile", level: float = 0.95, which=None,
+                **kwargs) -> pd.DataFrame:
+        """Profile (default, as lme4), Wald or bootstrap confidence intervals with lme4's row
+        names; see :func:`mixedfx.glmm.confint.confint`."""
         from .confint import confint
 
-        return confint(self, method, level, which)
+        return confint(self, method, level, which, **kwargs)
 
     def simulate(self, nsim: int = 1, seed: int | None = None) -> pd.DataFrame:
         """Responses simulated from the fit (lme4's ``simulate``); see
