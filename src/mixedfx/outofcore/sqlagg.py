@@ -3,6 +3,9 @@ or a DuckDB relation, never loading the rows into Python."""
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from .terms import Column
@@ -54,6 +57,9 @@ class DuckDBSource:
             if memory_limit:
                 self.con.execute(f"SET memory_limit = '{memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
+            # spill to the system's temporary directory, not a .tmp/ in the caller's cwd
+            spill = os.path.join(tempfile.gettempdir(), f"mixedfx-duckdb-{os.getpid()}")
+            self.con.execute(f"SET temp_directory = {literal(spill)}")
             listing = ", ".join(literal(f) for f in files)
             self._from = f"read_parquet([{listing}])"
         else:
