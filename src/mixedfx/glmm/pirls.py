@@ -193,8 +193,9 @@ class PirlsEngine:
         sqrL = float(sum(np.vdot(uk, uk) for uk in u))
         return dev, sqrL, mu, d
 
-    def _refactor(self, theta_engine, eta, mu, d, xb, it) -> tuple[np.ndarray, float, float]:
-        """Refill and factor at the weights of (eta, mu); (weights, ldL2, ldRX2)."""
+    def _factor_at(self, theta_engine, eta, mu, d, xb, it):
+        """Refill the blocks with the IRLS weights and working response of (eta, mu) and
+        factor them; (weights, factor)."""
         fam = self.model.family
         w, z = np.empty_like(eta), np.empty_like(eta)
         if not irls_working(self._prior, d, np.ascontiguousarray(fam.variance(mu)), eta,
@@ -206,6 +207,11 @@ class PirlsEngine:
         if not f.ok:
             raise PirlsError(f"PIRLS iteration {it}: the penalized weighted system is not "
                              "positive definite (collinear fixed effects or extreme weights)")
+        return w, f
+
+    def _refactor(self, theta_engine, eta, mu, d, xb, it) -> tuple[np.ndarray, float, float]:
+        """Refactor at the weights of (eta, mu); (weights, ldL2, ldRX2)."""
+        w, f = self._factor_at(theta_engine, eta, mu, d, xb, it)
         b = self.cross.blocks
         diag = np.diagonal(f.L)
         mr, p = b.m_random, b.p
@@ -225,7 +231,6 @@ class PirlsEngine:
         PirlsError
             When a factorization fails or step halving cannot reduce the penalized deviance.
         """
-        fam = self.model.family
         theta_engine = np.asarray(theta_engine, float)
         factors = self.factors(theta_engine)
         u = tuple(np.array(x, float) for x in (u0 if u0 is not None else self.zero_modes()))
@@ -239,17 +244,7 @@ class PirlsEngine:
                              "(means outside the family's range); check the starting values "
                              "and the link")
         for it in range(1, maxit + 1):
-            w, z = np.empty_like(eta), np.empty_like(eta)
-            if not irls_working(self._prior, d, np.ascontiguousarray(fam.variance(mu)), eta,
-                                self._offset if self.free_beta else xb, self._y, mu, w, z):
-                raise PirlsError(f"PIRLS iteration {it}: non-finite IRLS weights or working "
-                                 "response (fitted means at the edge of the family's range)")
-            self.cross.update(w, z)
-            f = self.fz.factor(theta_engine, out=self._work)
-            if not f.ok:
-                raise PirlsError(f"PIRLS iteration {it}: the penalized weighted system is not "
-                                 "positive definite (collinear fixed effects or extreme "
-                                 "weights)")
+            w, f = self._factor_at(theta_engine, eta, mu, d, xb, it)
             u_new, beta_new, ldL2, ldRX2 = _modes(self.fz, self.cross.blocks, f)
             eta_new = (self.fixed_part(beta_new) if self.free_beta else xb) \
                 + self.random_part(factors, u_new)
