@@ -217,6 +217,19 @@ class LmmModel:
         return moment_start(self.terms, self.X, self.design.y - self.design.offset,
                             self.design.weights)
 
+    def starting_point(self, settings: dict, theta0: np.ndarray | None) -> np.ndarray:
+        """The optimizer's start: ``theta0`` if given, else by ``settings.pop("start")``,
+        ``"moments"`` (default; sets a small ``initial_step``) or ``"identity"``."""
+        how = settings.pop("start", "moments")
+        if theta0 is not None:
+            return np.asarray(theta0, float)
+        if how == "moments":
+            settings.setdefault("initial_step", moment_step(self.terms))
+            return self.moment_theta()
+        if how == "identity":
+            return self.theta0
+        raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
+
     def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
             data_name: str | None = None, theta0: np.ndarray | None = None) -> LmmResult:
         """Optimize theta and assemble the frozen result.
@@ -226,16 +239,7 @@ class LmmModel:
         ``"identity"`` (lme4's start, initial step 0.75).
         """
         settings = dict(control or {})
-        how = settings.pop("start", "moments")
-        if theta0 is not None:
-            start = np.asarray(theta0, float)
-        elif how == "moments":
-            start = self.moment_theta()
-            settings.setdefault("initial_step", moment_step(self.terms))
-        elif how == "identity":
-            start = self.theta0
-        else:
-            raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
+        start = self.starting_point(settings, theta0)
         opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
         theta = np.asarray(opt.final)
         if optimizer == "newuoa":

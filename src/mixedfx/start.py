@@ -59,15 +59,7 @@ def _level_fits(term: ReTerm, r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
             ztz[:, a, b] = ztz[:, b, a] = s
     ztr = np.stack([np.bincount(term.codes, weights=Zw[:, a] * r, minlength=G)
                     for a in range(d)], axis=1)
-    diag = np.maximum(np.einsum("gaa->ga", ztz), 1e-300)
-    if d == 1:
-        ok = ztz[:, 0, 0] > 1e-8 * diag[:, 0]
-    else:
-        ok = np.linalg.det(ztz) > 1e-8 * np.prod(diag, axis=1)
-    coef = np.zeros((G, d))
-    inv = np.linalg.inv(ztz[ok]) if ok.any() else np.zeros((0, d, d))
-    coef[ok] = np.einsum("gab,gb->ga", inv, ztr[ok])
-    return coef, inv, ok
+    return _fits_from_sums(ztz, ztr)
 
 
 def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ..linalg.kernels import small_cholesky
+
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
 def refill_by_level(w, Z1, lstart, rest_col, rest_z, rest_pos, dense_pos, XY, A11, A21_val,
@@ -133,16 +135,7 @@ def first_term_modes(A11, val, ptr, idx, zvec, T1):  # pragma: no cover - compil
                         acc += T1[c, a] * A11[j, c, d] * T1[d, b]
                 M[a, b] = acc
             M[a, a] += 1.0
-        for a in range(p1):  # Cholesky M = C C' in place (lower)
-            acc = M[a, a]
-            for k in range(a):
-                acc -= M[a, k] * M[a, k]
-            M[a, a] = np.sqrt(acc)
-            for b in range(a + 1, p1):
-                acc = M[b, a]
-                for k in range(a):
-                    acc -= M[b, k] * M[a, k]
-                M[b, a] = acc / M[a, a]
+        small_cholesky(M, p1)  # M = C C' in place (lower)
         for a in range(p1):  # C y = r
             acc = r[a]
             for k in range(a):

@@ -35,3 +35,23 @@ def deviance_from_factor(L, logdet_first, m_random, p, n, reml, sum_log_weights
     if not np.isfinite(logdet) or not pwrss > 0.0:
         return np.inf
     return logdet + dof * (1.0 + np.log(2.0 * np.pi * pwrss / dof)) - sum_log_weights
+
+
+@njit(cache=True)
+def small_cholesky(M, p):  # pragma: no cover - compiled
+    """Lower Cholesky factor of the leading p x p block of M in place; returns its log
+    determinant (log det of M's block). The upper triangle is left as it was."""
+    logdet = 0.0
+    for a in range(p):
+        acc = M[a, a]
+        for k in range(a):
+            acc -= M[a, k] * M[a, k]
+        dg = np.sqrt(acc)
+        M[a, a] = dg
+        logdet += 2.0 * np.log(dg)
+        for b in range(a + 1, p):
+            acc = M[b, a]
+            for k in range(a):
+                acc -= M[b, k] * M[a, k]
+            M[b, a] = acc / dg
+    return logdet

@@ -23,7 +23,7 @@ from ..lmm import (
 )
 from ..optimize import minimize
 from ..results import LmmResult
-from ..start import _relative_factor, moment_start_blocks, moment_step
+from ..start import _relative_factor, moment_start_blocks
 
 
 class AggregatedModel(LmmModel):
@@ -79,16 +79,7 @@ class AggregatedModel(LmmModel):
         """Optimize theta from the moment start computed from the blocks (``control["start"]
         = "moments"``, default) or lme4's identity start (``"identity"``), or ``theta0``."""
         settings = dict(control or {})
-        how = settings.pop("start", "moments")
-        if theta0 is not None:
-            start = np.asarray(theta0, float)
-        elif how == "moments":
-            start = self.moment_theta()
-            settings.setdefault("initial_step", moment_step(self.terms))
-        elif how == "identity":
-            start = self.theta0
-        else:
-            raise ValueError(f"unknown start '{how}'; use 'moments' or 'identity'")
+        start = self.starting_point(settings, theta0)
         opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
         theta = np.asarray(opt.final)
         if optimizer == "newuoa":
