@@ -77,3 +77,11 @@ def test_errors(cbpp_fit):
 def test_bootstrap_intervals(cbpp_fit):
     ci = cbpp_fit.confint(method="bootstrap", nsim=10, seed=1, which="beta_")
     assert list(ci.index) == list(cbpp_fit.fixef.index) and (ci.lower < ci.upper).all()
+
+
+def test_tidy_uses_glmm_intervals(cbpp_fit):
+    table = cbpp_fit.tidy(conf_int=True, conf_method="profile")
+    ci = cbpp_fit.confint()
+    np.testing.assert_allclose(table.conf_low.to_numpy(float)[:4],
+                               ci.loc[list(cbpp_fit.fixef.index), "lower"].to_numpy())
+    assert table.conf_low.iloc[4] == pytest.approx(ci.iloc[0, 0])  # sd__(Intercept)
