@@ -210,10 +210,10 @@ class Binomial(Family):
                 raise DataError(f"the binomial {name} times the weights (trials) must give "
                                 f"whole numbers of successes; non-integer at {_where(off)}")
 
-
     def sample(self, mu, wt, rng, dispersion=1.0):
         trials = np.round(np.asarray(wt, dtype=float)).astype(np.int64)
         return rng.binomial(trials, mu) / np.maximum(trials, 1)
+
 
 class Poisson(Family):
     """Poisson counts."""
@@ -253,9 +253,9 @@ class Poisson(Family):
         super().validate(y, weights, name)
         _check_counts(np.asarray(y, dtype=float), "Poisson", name)
 
-
     def sample(self, mu, wt, rng, dispersion=1.0):
         return rng.poisson(mu).astype(float)
+
 
 def _check_counts(y: np.ndarray, family: str, name: str) -> None:
     if np.any(y < 0):
@@ -304,10 +304,10 @@ class Gamma(Family):
         super().validate(y, weights, name)
         _check_positive(np.asarray(y, dtype=float), "Gamma", name)
 
-
     def sample(self, mu, wt, rng, dispersion=1.0):
         shape = np.asarray(wt, dtype=float) / dispersion
         return rng.gamma(shape, np.asarray(mu, dtype=float) / shape)
+
 
 class InverseGaussian(Family):
     """Inverse Gaussian with mean mu and dispersion phi (variance phi mu^3 / wt)."""
@@ -341,9 +341,9 @@ class InverseGaussian(Family):
         super().validate(y, weights, name)
         _check_positive(np.asarray(y, dtype=float), "inverse Gaussian", name)
 
-
     def sample(self, mu, wt, rng, dispersion=1.0):
         return rng.wald(mu, np.asarray(wt, dtype=float) / dispersion)
+
 
 class NegativeBinomial(Family):
     """Negative binomial counts with mean mu and shape theta fixed at construction
@@ -396,7 +396,6 @@ class NegativeBinomial(Family):
 
     def __repr__(self) -> str:
         return f"NegativeBinomial(theta={self.theta:.6g}, link='{self.link.name}')"
-
 
     def sample(self, mu, wt, rng, dispersion=1.0):
         mu = np.asarray(mu, dtype=float)

@@ -74,9 +74,9 @@ class Logit(Link):
         e = np.exp(-np.abs(np.asarray(eta, dtype=float)))
         return np.maximum(e / (1 + e) ** 2, EPS)
 
-
     def inverse(self, eta):
         return _fused(kernels.logit_inverse, eta)
+
 
 class Probit(Link):
     """Phi^-1(mu), the standard normal quantile."""
@@ -94,9 +94,9 @@ class Probit(Link):
         eta = np.asarray(eta, dtype=float)
         return np.maximum(np.exp(-0.5 * eta**2) / np.sqrt(2 * np.pi), EPS)
 
-
     def inverse(self, eta):
         return _fused(kernels.probit_inverse, eta, _PROBIT_CLAMP)
+
 
 class Cloglog(Link):
     """log(-log(1 - mu)), complementary log-log."""
@@ -114,9 +114,9 @@ class Cloglog(Link):
         eta = np.minimum(np.asarray(eta, dtype=float), 700.0)
         return np.maximum(np.exp(eta - np.exp(eta)), EPS)
 
-
     def inverse(self, eta):
         return _fused(kernels.cloglog_inverse, eta)
+
 
 class Log(Link):
     """log(mu), the Poisson's canonical link."""
@@ -132,9 +132,9 @@ class Log(Link):
     def mu_eta(self, eta):
         return np.maximum(np.exp(np.asarray(eta, dtype=float)), EPS)
 
-
     def inverse(self, eta):
         return _fused(kernels.log_inverse, eta)
+
 
 class Inverse(Link):
     """1 / mu, the Gamma's canonical link."""

@@ -182,7 +182,8 @@ def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP, modes=None) -> np.nd
         Read and set the warm start of the inner PIRLS (a tuple of arrays). Given, each
         point starts from the modes extrapolated from those already found, u(x - h_i) from
         2 u(x) - u(x + h_i) and u(x + h_i + h_j) from u(x + h_i) + u(x + h_j) - u(x), which
-        are O(h^2) off: PIRLS then needs two iterations where a start O(h) away needs three.
+        are O(h^2) off: PIRLS then needs one iteration fewer than from a start O(h) away
+        (VerbAgg: one instead of two).
     """
     x = np.asarray(x, float)
     n = len(x)
