@@ -44,6 +44,16 @@ def test_profile_poisson_matches_lme4():
     np.testing.assert_allclose(ci.to_numpy(), ref.to_numpy(), atol=5e-4)
 
 
+def test_profile_vector_term_matches_lme4():
+    # sd, correlation and sd of (1 + x | g): the profile runs on lme4's sd/cor scale
+    d = pd.read_csv(REFERENCE / "counts_core.csv").assign(g=lambda f: f.g.astype(str))
+    res = mixedfx.glmm("y ~ x + (1 + x | g)", d, family="poisson")
+    ref = _reference("slopes")
+    ci = res.confint()
+    assert list(ci.index) == list(ref.index)
+    np.testing.assert_allclose(ci.to_numpy(), ref.to_numpy(), atol=5e-4)
+
+
 def test_profile_contains_estimates_and_is_wider_than_nothing(cbpp_fit):
     ci = cbpp_fit.confint(which="beta_", level=0.9)
     est = cbpp_fit.fixef

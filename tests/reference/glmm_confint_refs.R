@@ -14,6 +14,9 @@ m1 <- glmer(cbind(incidence, size - incidence) ~ period + (1 | herd), cbpp,
 d <- read.csv("tests/reference/binary_outcomes_seed5.csv")
 d$school <- factor(d$school)
 m2 <- glmer(absences ~ hours + (1 | school), d, family = poisson, control = ctl)
-out <- list(cbpp = ci(m1), counts = ci(m2))
+s <- read.csv("tests/reference/counts_core.csv")
+s$g <- factor(s$g)
+m3 <- glmer(y ~ x + (1 + x | g), s, family = poisson, control = ctl)
+out <- list(cbpp = ci(m1), counts = ci(m2), slopes = ci(m3))
 writeLines(toJSON(out, digits = 15, auto_unbox = TRUE, pretty = TRUE),
            "tests/reference/glmm_confint.json")
