@@ -68,6 +68,14 @@ def glmm(formula: str, data: object, *, family: str | Family = "binomial",
     """
     if method not in METHODS:
         raise ValueError(f"unknown method '{method}'; use one of {', '.join(METHODS)}")
+    from ..outofcore.dispatch import is_outofcore  # Parquet, DuckDB, Dask input: issue 7
+
+    if is_outofcore(data):
+        from ..outofcore.glmm_dispatch import glmm_outofcore
+
+        return glmm_outofcore(formula, data, family, link=link, method=method, n_agq=n_agq,
+                              weights=weights, offset=offset, control=control,
+                              data_name=data_name)
     if isinstance(family, str) and family_key(family) == "negative.binomial":
         from . import negbin
 
