@@ -40,6 +40,9 @@ class Case:
         Timed repetitions for fast cases; the best is reported.
     slow_peers : tuple of str
         Peers skipped unless ``--all-peers`` is given (they take many minutes here).
+    r_peers : dict
+        More R implementations, each its own column: name (``"glmmTMB"``) to ``(r_code,
+        r_packages)``, run as ``r_code`` is.
     """
 
     name: str
@@ -50,6 +53,7 @@ class Case:
     r_packages: tuple[str, ...] = ("lme4",)
     repeats: int = 1
     slow_peers: tuple[str, ...] = field(default_factory=tuple)
+    r_peers: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

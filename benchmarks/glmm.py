@@ -64,16 +64,24 @@ def cases(quick: bool) -> list[Case]:
     """cbpp and VerbAgg (Laplace), and a simulated Bernoulli model with crossed factors."""
     n, users, items = (20_000, 1_000, 100) if quick else (200_000, 10_000, 500)
     r_glmer = "m <- glmer({f}, data = d, family = binomial); value <- as.numeric(logLik(m))"
+    r_tmb = "m <- glmmTMB({f}, data = d, family = binomial); value <- as.numeric(logLik(m))"
+
+    def tmb(formula: str) -> dict:
+        return {"glmmTMB": (r_tmb.format(f=formula), ("glmmTMB",))}
+
     return [
         Case("cbpp binomial (1|herd) Laplace", _cbpp,
              {"mixedfx": _mixedfx(CBPP)},  # mixedlm's parser rejects cbind(a, b - a)
-             r_code=r_glmer.format(f=CBPP), r_factors=("herd", "period"), repeats=3),
+             r_code=r_glmer.format(f=CBPP), r_factors=("herd", "period"), repeats=3,
+             r_peers=tmb(CBPP)),
         Case("VerbAgg (1|id)+(1|item) Laplace", _verbagg,
              {"mixedfx": _mixedfx(VERBAGG), "mixedlm": _mixedlm(VERBAGG)},
              r_code=r_glmer.format(f=VERBAGG),
-             r_factors=("id", "item", "Gender", "btype", "situ"), repeats=1 if quick else 3),
+             r_factors=("id", "item", "Gender", "btype", "situ"), repeats=1 if quick else 3,
+             r_peers=tmb(VERBAGG)),
         Case(f"Bernoulli {n:,} rows (1|user)+(1|item) Laplace", _crossed(n, users, items),
              {"mixedfx": _mixedfx(CROSSED), "mixedlm": _mixedlm(CROSSED)},
              r_code=r_glmer.format(f=CROSSED), r_factors=("user", "item"),
+             r_peers=tmb(CROSSED),
              slow_peers=() if quick else ("mixedlm",)),
     ]

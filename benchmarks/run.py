@@ -13,6 +13,7 @@ import argparse
 import importlib
 import pkgutil
 import sys
+from dataclasses import replace
 
 from threadpoolctl import threadpool_limits
 
@@ -86,6 +87,15 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results["R"] = time_r(case, data, args.threads)
             peers += ["R"] if "R" not in peers else []
+        for label, (code, packages) in case.r_peers.items():
+            if args.no_peers:
+                break
+            if label in case.slow_peers and not args.all_peers:
+                results[label] = Timing(None, None, "skipped (slow; --all-peers)")
+            else:
+                results[label] = time_r(replace(case, r_code=code, r_packages=packages), data,
+                                        args.threads)
+            peers += [label] if label not in peers else []
         rows.append((case.name, results))
     print(table(rows, peers))
     return 0
