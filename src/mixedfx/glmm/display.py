@@ -37,9 +37,12 @@ def render_glmm(res) -> str:
     lines += _fmt_table(rows, set())
     fam = res.family_object
     mu = res.fitted
-    pearson = (res.model.y - mu) * np.sqrt(res.model.prior / fam.variance(mu)
-                                           / res.dispersion)
-    lines += ["", "Scaled residuals: "] + scaled_residuals_table(pearson)
+    if mu is None:  # out-of-core fit (issue 7): no per-row values in memory
+        lines += ["", "Scaled residuals: not held (out-of-core fit)"]
+    else:
+        pearson = (res.model.y - mu) * np.sqrt(res.model.prior / fam.variance(mu)
+                                               / res.dispersion)
+        lines += ["", "Scaled residuals: "] + scaled_residuals_table(pearson)
     lines += ["", "Random effects:"] + random_effects_table(res.varcorr)
     groups = ", ".join(f"{g}, {n}" for g, n in res.ngroups.items())
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")

@@ -71,11 +71,10 @@ def _response_spec(response: str, weights, offset) -> tuple[RowSpec, list[str]]:
 
 
 def glmm_outofcore(formula: str, data: object, family="binomial", *, link: str | None = None,
-                   method: str = "laplace",
-                   n_agq: int = 1, weights=None, offset=None, control: dict | None = None,
-                   data_name: str | None = None, threads: int | None = None,
-                   memory_limit: str | None = None, chunk_rows: int | None = None,
-                   timings: dict | None = None) -> GlmmResult:
+                   method: str = "laplace", n_agq: int = 1, weights=None, offset=None,
+                   control: dict | None = None, data_name: str | None = None,
+                   threads: int | None = None, memory_limit: str | None = None,
+                   chunk_rows: int | None = None, timings: dict | None = None) -> GlmmResult:
     """Fit a GLMM whose PIRLS steps are passes over a Parquet/DuckDB/Dask source.
 
     Parameters are those of :func:`mixedfx.glmm` (``weights``/``offset`` as column names);
@@ -83,6 +82,26 @@ def glmm_outofcore(formula: str, data: object, family="binomial", *, link: str |
     rows per DuckDB batch; ``timings``, if a dict, receives ``setup_s``, ``fit_s`` and
     ``passes``.
     """
+    t0 = time.perf_counter()
+    model, pair_keys = build_rows_model(formula, data, family, link=link, method=method,
+                                        n_agq=n_agq, weights=weights, offset=offset,
+                                        threads=threads, memory_limit=memory_limit,
+                                        chunk_rows=chunk_rows)
+    t1 = time.perf_counter()
+    fit = fit_laplace_rows(model, pair_keys, n_agq=int(n_agq), control=control)
+    res = assemble_rows(model, fit, int(n_agq), data_name)
+    if timings is not None:
+        timings.update(setup_s=t1 - t0, fit_s=time.perf_counter() - t1,
+                       passes=model.rows.passes)
+    return res
+
+
+def build_rows_model(formula: str, data: object, family="binomial", *, link=None,
+                     method: str = "laplace", n_agq: int = 1, weights=None, offset=None,
+                     threads=None, memory_limit=None, chunk_rows=None
+                     ) -> tuple[OocGlmmModel, dict]:
+    """The out-of-core model after its structure pass, and the distinct key pairs of the
+    two-factor sums; DataError for what is not supported out of core."""
     from ..families import family_key, get_family
 
     if isinstance(family, str) and family_key(family) == "negative.binomial":
@@ -98,7 +117,6 @@ def glmm_outofcore(formula: str, data: object, family="binomial", *, link: str |
     if not family.fixed_dispersion:
         raise DataError(f"the {family.name} family is not supported out of core (estimated "
                         "dispersion); binomial and Poisson families are, or fit in memory")
-    t0 = time.perf_counter()
     parsed = parse_formula(formula)
     if not parsed.random:
         raise DataError("the formula has no random-effects term such as (1 | group); for a "
@@ -159,12 +177,7 @@ def glmm_outofcore(formula: str, data: object, family="binomial", *, link: str |
                          rows=rows)
     if [t.group for t in model.engine_terms] != [terms[k].group for k in order]:
         raise DataError("internal: engine order of the out-of-core terms differs")
-    t1 = time.perf_counter()
-    fit = fit_laplace_rows(model, st["pairs"], n_agq=int(n_agq), control=control)
-    res = assemble_rows(model, fit, int(n_agq), data_name)
-    if timings is not None:
-        timings.update(setup_s=t1 - t0, fit_s=time.perf_counter() - t1, passes=rows.passes)
-    return res
+    return model, st["pairs"]
 
 
 def fit_laplace_rows(model: OocGlmmModel, pair_keys: dict, *, n_agq: int = 1,

@@ -255,6 +255,16 @@ class Rows:
         self.passes = 0
         if isinstance(source, DuckDBSource):
             self._sql = duckdb_select(source, plan, spec)
+        else:
+            # the model's numeric columns (and level codes) once per partition, kept on the
+            # workers: each pass then reads them instead of re-running the level joins
+            import pandas as pd
+
+            def numeric(part):
+                return pd.DataFrame(chunk_arrays_pandas(part, plan, spec), index=part.index)
+
+            meta = numeric(source.ddf._meta)
+            self._parts = source.ddf.map_partitions(numeric, meta=meta).persist()
 
     def _duckdb_chunks(self):
         src = self.source
@@ -281,12 +291,10 @@ class Rows:
             return acc
         import dask
 
-        plan, spec = self.plan, self.spec
-
         def on_partition(part, *a):
-            return fn(chunk_arrays_pandas(part, plan, spec), *a)
+            return fn({c: part[c].to_numpy() for c in part.columns}, *a)
 
-        parts = [dask.delayed(on_partition)(p, *args) for p in self.source.ddf.to_delayed()]
+        parts = [dask.delayed(on_partition)(p, *args) for p in self._parts.to_delayed()]
         while len(parts) > 1:  # tree reduction on the workers
             parts = [dask.delayed(merge)(parts[i], parts[i + 1]) if i + 1 < len(parts)
                      else parts[i] for i in range(0, len(parts), 2)]
