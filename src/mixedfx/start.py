@@ -62,6 +62,22 @@ def _level_fits(term: ReTerm, r: np.ndarray, w: np.ndarray) -> tuple[np.ndarray,
     return _fits_from_sums(ztz, ztr)
 
 
+def _moment_cov(coef: np.ndarray, inv: np.ndarray, ok: np.ndarray, within: float
+                ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The moment covariance of a term's random effects from its per-level fits (between-level
+    covariance minus the average sampling covariance), and the level fits shrunken by the
+    diagonal of that covariance; None when not finite."""
+    nok = len(inv)
+    centred = coef[ok] - coef[ok].mean(axis=0)
+    cov = centred.T @ centred / (nok - 1) - within * inv.mean(axis=0)
+    if not np.all(np.isfinite(cov)):
+        return None
+    var = np.maximum(np.diag(cov), 0.0)
+    shrink = np.zeros_like(coef)
+    shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
+    return cov, shrink * coef
+
+
 def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.ndarray
                  ) -> np.ndarray:
     """Theta to start the optimizer from (terms in the given order, lme4's theta layout).
@@ -96,16 +112,12 @@ def moment_start(terms: list[ReTerm], X: np.ndarray, y: np.ndarray, weights: np.
             continue
         fitted = np.einsum("ij,ij->i", t.Z, coef[t.codes])
         within = float(weights @ (r - fitted) ** 2) / max(n - nok * t.dim, 1)
-        centred = coef[ok] - coef[ok].mean(axis=0)
-        cov = centred.T @ centred / (nok - 1) - within * inv.mean(axis=0)
-        if not np.all(np.isfinite(cov)):
+        moments = _moment_cov(coef, inv, ok, within)
+        if moments is None:
             continue
-        covariances[k] = cov
-        # remove the shrunken level fits (diagonal shrinkage) before the next, finer term
-        var = np.maximum(np.diag(cov), 0.0)
-        shrink = np.zeros_like(coef)
-        shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
-        r = r - np.einsum("ij,ij->i", t.Z, (shrink * coef)[t.codes])
+        covariances[k], s = moments
+        # remove the shrunken level fits before the next, finer term
+        r = r - np.einsum("ij,ij->i", t.Z, s[t.codes])
         sigma2 = within
     sigma2 = max(sigma2, 1e-12 * float(np.var(y)) + 1e-300)
     out = []
@@ -199,15 +211,10 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
         if nok < 3:
             continue
         within = (rwr - float(np.sum(coef[ok] * ztr[k][ok]))) / max(n - nok * d, 1)
-        centred = coef[ok] - coef[ok].mean(axis=0)
-        cov = centred.T @ centred / (nok - 1) - within * inv.mean(axis=0)
-        if not np.all(np.isfinite(cov)):
+        moments = _moment_cov(coef, inv, ok, within)
+        if moments is None:
             continue
-        covariances[k] = cov
-        var = np.maximum(np.diag(cov), 0.0)
-        shrink = np.zeros_like(coef)
-        shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
-        s = shrink * coef  # the shrunken level fits removed from r
+        covariances[k], s = moments  # s: the shrunken level fits removed from r
         rwr += -2.0 * float(np.sum(s * ztr[k])) + float(np.einsum("ja,jab,jb->", s, ztz[k], s))
         if k == 0:  # carry into the other terms' Z'Wr through A21
             for lo, hi in chunks:
