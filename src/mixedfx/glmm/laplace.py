@@ -139,7 +139,7 @@ class _Objective:
 
 def _pls_vcov(engine: PirlsEngine) -> np.ndarray:
     """(R_X'R_X)^-1 from the last factor of a beta-inside engine."""
-    b = engine.cross.blocks
+    b = engine.fz.blocks
     L = np.tril(engine._work)
     mr, p = b.m_random, b.p
     LX = L[mr : mr + p, mr : mr + p]
@@ -225,7 +225,7 @@ def hessian(fun, x: np.ndarray, step: float = HESSIAN_STEP, modes=None) -> np.nd
 
 def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None,
                 theta0: np.ndarray | None = None, beta0: np.ndarray | None = None,
-                engine_factory=None) -> LaplaceFit:
+                engine_factory=None, engine0_factory=None) -> LaplaceFit:
     """Fit by the Laplace approximation (``n_agq`` 1) or its nAGQ = 0 variant.
 
     Parameters
@@ -242,6 +242,11 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
         ``engine_factory(model)`` builds the u-only engine whose ``laplace(state)`` is the
         deviance optimized in the second stage (adaptive Gauss-Hermite quadrature passes its
         own); :class:`PirlsEngine` by default.
+    engine0_factory : callable, optional
+        ``engine0_factory(model)`` builds the engine with beta inside PIRLS for the nAGQ = 0
+        stage (an out-of-core fit passes its own); ``PirlsEngine(model, free_beta=True)`` by
+        default. With either factory, ``beta0`` should be given (the default GLM start
+        reads the rows).
     """
     settings = dict(control or {})
     optimizer = settings.pop("optimizer", "bobyqa")
@@ -260,7 +265,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     start_theta = model.theta_initial if theta0 is None else np.asarray(theta0, float)
     start_beta = glm_beta(model) if beta0 is None else np.asarray(beta0, float)
 
-    engine0 = PirlsEngine(model, free_beta=True)
+    engine0 = (engine0_factory(model) if engine0_factory is not None
+               else PirlsEngine(model, free_beta=True))
     obj0 = _Objective(engine0, model, True, start_beta)
     if not np.isfinite(obj0(start_theta)):
         raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
@@ -317,7 +323,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     dev = engine.laplace(state)
 
     H, vcov, how = None, None, "pls"
-    if use_hessian or (use_hessian is None and len(model.y) < HESSIAN_NOBS_MAX):
+    nobs = getattr(model, "nobs", None) or len(model.y)
+    if use_hessian or (use_hessian is None and nobs < HESSIAN_NOBS_MAX):
         # Hessian in (theta, beta) on the deviance's own scale, as lme4
         def unscaled(z: np.ndarray) -> float:
             return obj(np.concatenate([(z[:ntheta] - theta_hat) / tscale,
