@@ -236,6 +236,17 @@ def merge_pass(a: dict, b: dict) -> dict:
     return out
 
 
+def _has_cluster() -> bool:
+    """Whether a ``dask.distributed`` client is active."""
+    try:
+        from distributed import get_client
+
+        get_client()
+    except (ImportError, ValueError):
+        return False
+    return True
+
+
 class Rows:
     """Streams the rows of a DuckDB or Dask source in chunks and reduces a chunk function.
 
@@ -256,15 +267,18 @@ class Rows:
         if isinstance(source, DuckDBSource):
             self._sql = duckdb_select(source, plan, spec)
         else:
-            # the model's numeric columns (and level codes) once per partition, kept on the
-            # workers: each pass then reads them instead of re-running the level joins
+            # the model's numeric columns (and level codes) once per partition; on a
+            # dask.distributed cluster they are kept on the workers (distributed memory), so
+            # each pass reads them instead of re-running the level joins. Without a cluster
+            # nothing is persisted (that would hold every row in this process).
             import pandas as pd
 
             def numeric(part):
                 return pd.DataFrame(chunk_arrays_pandas(part, plan, spec), index=part.index)
 
             meta = numeric(source.ddf._meta)
-            self._parts = source.ddf.map_partitions(numeric, meta=meta).persist()
+            parts = source.ddf.map_partitions(numeric, meta=meta)
+            self._parts = parts.persist() if _has_cluster() else parts
 
     def _duckdb_chunks(self):
         src = self.source
