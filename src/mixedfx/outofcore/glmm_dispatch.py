@@ -167,6 +167,7 @@ def build_rows_model(formula: str, data: object, family="binomial", *, link=None
                  for j in range(i + 1, len(plan.codes))]
     st = rows.reduce(structure, merge_structure, plan, key_sets, nlev,
                      f"response '{parsed.response}'")
+    rows.index_pairs(st["pairs"], nlev)
     disp = display_order(tuple(terms))
     perm = engine_permutation(disp)
     model = OocGlmmModel(formula=parsed.text, family=family,

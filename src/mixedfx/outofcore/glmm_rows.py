@@ -115,8 +115,11 @@ def chunk_arrays_pandas(part, plan: Plan, spec: RowSpec) -> dict[str, np.ndarray
     return out
 
 
-def duckdb_select(source: DuckDBSource, plan: Plan, spec: RowSpec) -> str:
-    """The SQL that returns a chunk's columns (model columns computed by DuckDB)."""
+def duckdb_select(source: DuckDBSource, plan: Plan, spec: RowSpec,
+                  pair_tables: dict | None = None) -> str:
+    """The SQL that returns a chunk's columns (model columns computed by DuckDB);
+    ``pair_tables`` maps (code, code) to (table name, levels of the second) to join the
+    index of each key pair."""
     def col(name: str) -> str:
         return f"CAST(r.{quote(name)} AS DOUBLE)"
 
@@ -141,6 +144,9 @@ def duckdb_select(source: DuckDBSource, plan: Plan, spec: RowSpec) -> str:
         on = " AND ".join(f"r.{quote(f)} = {code}.{quote(f)}" for f in factors)
         joins.append(f"JOIN {code} ON {on}")
         sel.append(f"CAST({code}.code AS BIGINT) AS {code}")
+    for (k0, k1), (name, nlev) in (pair_tables or {}).items():
+        sel.append(f"{name}.idx AS {name}")
+        joins.append(f"JOIN {name} ON {name}.key = {k0}.code * {int(nlev)} + {k1}.code")
     sql = ("WITH " + ", ".join(ctes) + " " if ctes else "")
     return sql + f"SELECT {', '.join(sel)} FROM {source._rows()} r {' '.join(joins)}"
 
@@ -216,8 +222,10 @@ def chunk_pass(chunk: dict[str, np.ndarray], plan: Plan, params: Params) -> dict
         elif len(keys) == 1:
             idx, size = chunk[keys[0]], table
         else:
-            key = chunk[keys[0]] * table[1] + chunk[keys[1]]
-            idx, size = np.searchsorted(table[0], key), len(table[0])
+            size = len(table[0])
+            idx = chunk.get(f"p_{keys[0]}_{keys[1]}")  # the pair's index, joined by DuckDB
+            if idx is None:
+                idx = np.searchsorted(table[0], chunk[keys[0]] * table[1] + chunk[keys[1]])
         sums = np.empty((size, len(pairs)))
         for j, (p, q) in enumerate(pairs):
             prod = values.get((p, q))
@@ -279,6 +287,27 @@ class Rows:
             meta = numeric(source.ddf._meta)
             parts = source.ddf.map_partitions(numeric, meta=meta)
             self._parts = parts.persist() if _has_cluster() else parts
+
+    def index_pairs(self, pair_keys: dict, nlevels: dict[str, int]) -> None:
+        """Parquet input: number the distinct key pairs in DuckDB tables and join the index
+        to the rows, so a pass reads it instead of searching the pairs (the numpy search is
+        the fallback, e.g. for DuckDB relations)."""
+        src = self.source
+        if not isinstance(src, DuckDBSource) or src.con is None:
+            return
+        import pandas as pd
+
+        tables = {}
+        for (k0, k1), uniq in pair_keys.items():
+            name = f"p_{k0}_{k1}"
+            table = pd.DataFrame({"key": uniq.astype(np.int64),
+                                  "idx": np.arange(len(uniq), dtype=np.int64)})
+            src.con.register(f"__{name}_df", table)
+            src.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM "
+                            f"__{name}_df")
+            src.con.unregister(f"__{name}_df")
+            tables[k0, k1] = (name, nlevels[k1])
+        self._sql = duckdb_select(src, self.plan, self.spec, tables)
 
     def _duckdb_chunks(self):
         src = self.source
