@@ -237,3 +237,16 @@ def test_unsupported_out_of_core(frame, globs):
         mixedfx.glmm("f ~ x + (1 | g)", globs["frame"])
     with pytest.raises(DataError, match="binomial"):  # counts are not 0/1 proportions
         mixedfx.glmm("count ~ x + (1 | g)", globs["frame"], family="binomial")
+
+
+def test_proportions_with_weights_column(cbpp, tmp_path):
+    """Proportions with the trials as a weights= column: the cbind fit, out of core too."""
+    df = cbpp.assign(prop=cbpp.incidence / cbpp["size"])
+    df.to_parquet(tmp_path / "cbpp.parquet", index=False)
+    formula = "prop ~ period + (1 | herd)"
+    a = mixedfx.glmm(formula, df, weights="size")
+    b = mixedfx.glmm(formula, str(tmp_path / "cbpp.parquet"), weights="size")
+    c = mixedfx.glmm(CBPP, cbpp)
+    assert abs(a.deviance / b.deviance - 1) < 1e-10
+    assert abs(c.deviance / b.deviance - 1) < 1e-8
+    assert np.max(np.abs(a.fixef - b.fixef)) < 1e-6

@@ -211,7 +211,6 @@ def chunk_pass(chunk: dict[str, np.ndarray], plan: Plan, params: Params) -> dict
                                  for j, i in enumerate(plan.xcols)), np.zeros(len(y)))
         z = eta - shift + (y - mu) / d
     out["bad"] = int(np.sum(~(np.isfinite(w) & np.isfinite(z))))
-    values = {}
 
     def value(base) -> np.ndarray:
         return z if base == Y else chunk[plan.index[base]]
@@ -228,10 +227,7 @@ def chunk_pass(chunk: dict[str, np.ndarray], plan: Plan, params: Params) -> dict
                 idx = np.searchsorted(table[0], chunk[keys[0]] * table[1] + chunk[keys[1]])
         sums = np.empty((size, len(pairs)))
         for j, (p, q) in enumerate(pairs):
-            prod = values.get((p, q))
-            if prod is None:
-                prod = w * value(p) * value(q)
-            sums[:, j] = np.bincount(idx, weights=prod, minlength=size)
+            sums[:, j] = np.bincount(idx, weights=w * value(p) * value(q), minlength=size)
         out["sums"].append(sums)
     return out
 
