@@ -1,6 +1,6 @@
 """``mixedfx.glmm`` on a Parquet path or glob, a DuckDB relation or a Dask DataFrame.
 
-The Laplace fit (and its nAGQ = 0 variant) of :func:`mixedfx.glmm.laplace.fit_laplace`,
+The Laplace fit (and its nAGQ = 0 variant) is :func:`mixedfx.glmm.laplace.fit_laplace`,
 driven by :class:`~mixedfx.outofcore.glmm_engine.OutOfCorePirls`: the same two stages, the
 same optimizer settings and the same finite-difference Hessian, each PIRLS step one pass
 over the rows.
@@ -16,23 +16,12 @@ import numpy as np
 import pandas as pd
 
 from ..design import ReTerm
-from ..errors import ConvergenceWarning, DataError, MissingDataWarning, SingularFitWarning
+from ..errors import DataError, MissingDataWarning, SingularFitWarning
 from ..formula import parse_formula
-from ..glmm.laplace import (
-    HESSIAN_NOBS_MAX,
-    STAGE0_UTOL,
-    LaplaceFit,
-    _Objective,
-    _warn_optimizer,
-    _whitening,
-    hessian,
-    theta_scale,
-)
-from ..glmm.pirls import PirlsError
+from ..glmm.laplace import LaplaceFit, fit_laplace
 from ..glmm.result import GlmmResult
 from ..linalg.solution import solve
 from ..lmm import ThetaMap, _labels, _varcorr, display_order, engine_permutation
-from ..optimize import minimize
 from .dispatch import _source
 from .glmm_engine import OocGlmmModel, OutOfCorePirls, glm_beta_rows
 from .glmm_rows import Plan, Rows, RowSpec, merge_structure, structure
@@ -183,99 +172,11 @@ def build_rows_model(formula: str, data: object, family="binomial", *, link=None
 
 def fit_laplace_rows(model: OocGlmmModel, pair_keys: dict, *, n_agq: int = 1,
                      control: dict | None = None) -> LaplaceFit:
-    """:func:`mixedfx.glmm.laplace.fit_laplace` with out-of-core engines (same stages,
-    settings and Hessian)."""
-    settings = dict(control or {})
-    optimizer = settings.pop("optimizer", "bobyqa")
-    use_hessian = settings.pop("hessian", None)
-    xtol = settings.pop("xtol_abs", 1e-4)
-    ftol_abs = settings.pop("ftol_abs", 0.0)
-    step2 = settings.pop("initial_step", 0.1)
-    maxeval = settings.pop("maxeval", 100_000)
-    if settings:
-        raise ValueError(f"unknown control setting(s) {', '.join(sorted(settings))}; use "
-                         "optimizer, xtol_abs, ftol_abs, initial_step, maxeval, hessian")
-    lower_theta = model.theta_lower
-    start_theta = model.theta_initial
-    start_beta = glm_beta_rows(model)
-    engine0 = OutOfCorePirls(model, True, pair_keys)
-    obj0 = _Objective(engine0, model, True, start_beta)
-    if not np.isfinite(obj0(start_theta)):
-        raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
-    if n_agq:
-        obj0.utol = STAGE0_UTOL
-    opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer, initial_step=0.2,
-                    xtol_abs=1e-2 if n_agq else xtol, maxeval=maxeval)
-    theta_hat = np.asarray(opt0.final)
-    try:
-        if not n_agq:
-            obj0.utol, obj0.u = None, None
-        state0 = obj0.state(theta_hat)
-    except PirlsError as exc:
-        raise PirlsError(f"at the nAGQ=0 estimates: {exc}") from exc
-    vcov0 = _pls_vcov(engine0)
-    if n_agq == 0:
-        _warn_optimizer(opt0, obj0)
-        return LaplaceFit(theta=theta_hat, beta=state0.beta, state=state0,
-                          deviance=engine0.laplace(state0), vcov=vcov0, vcov_method="pls",
-                          opt0=opt0, opt=None, engine=engine0, hessian=None)
-    beta1 = state0.beta
-    scale = _whitening(vcov0)
-    engine = OutOfCorePirls(model, False, pair_keys)
-    tscale = theta_scale(model, theta_hat)
-    obj = _Objective(engine, model, False, beta1, scale, theta_hat, tscale)
-    obj.u = state0.u
-    ntheta = len(theta_hat)
-    x0 = np.zeros(ntheta + len(beta1))
-    with np.errstate(invalid="ignore"):
-        t_lower = np.where(np.isfinite(lower_theta), (lower_theta - theta_hat) / tscale,
-                           -np.inf)
-    lower = np.concatenate([t_lower, np.full(len(beta1), -np.inf)])
-    opt = minimize(obj, x0, lower, optimizer=optimizer, initial_step=step2, xtol_abs=xtol,
-                   ftol_abs=ftol_abs, maxeval=maxeval)
-    _warn_optimizer(opt, obj)
-    x = np.asarray(opt.final)
-    theta, beta = obj.split(x)
-    state = obj.state(x)
-    dev = engine.laplace(state)
-    H, vcov, how = None, None, "pls"
-    if use_hessian or (use_hessian is None and model.nobs < HESSIAN_NOBS_MAX):
-        def unscaled(z: np.ndarray) -> float:
-            return obj(np.concatenate([(z[:ntheta] - theta_hat) / tscale,
-                                       np.linalg.solve(scale, z[ntheta:] - beta1)]))
-
-        def put(u) -> None:
-            obj.u = u
-
-        obj.u = state.u
-        H = hessian(unscaled, np.concatenate([theta, beta]), modes=(lambda: obj.u, put))
-        obj.u = state.u
-        try:
-            Hinv = np.linalg.inv(H)
-            vb = 2 * Hinv[ntheta:, ntheta:]
-            if np.all(np.linalg.eigvalsh(H) > 0) and np.all(np.isfinite(vb)):
-                vcov, how = (vb + vb.T) / 2, "hessian"
-        except np.linalg.LinAlgError:
-            pass
-        if vcov is None:
-            warnings.warn("the Hessian of the deviance in (theta, beta) is not positive "
-                          "definite at the estimates: the fit may not be at a minimum; "
-                          "standard errors come from the penalized system instead",
-                          ConvergenceWarning, stacklevel=3)
-    if vcov is None:
-        engine0.run(model.tmap.to_engine(theta), beta, state.u)
-        vcov = _pls_vcov(engine0)
-    return LaplaceFit(theta=theta, beta=beta, state=state, deviance=dev, vcov=vcov,
-                      vcov_method=how, opt0=opt0, opt=opt, engine=engine, hessian=H)
-
-
-def _pls_vcov(engine: OutOfCorePirls) -> np.ndarray:
-    """(R_X'R_X)^-1 from the last factor of a beta-inside engine."""
-    b = engine.blocks
-    L = np.tril(engine._work)
-    mr, p = b.m_random, b.p
-    inv = np.linalg.inv(L[mr : mr + p, mr : mr + p])
-    return inv.T @ inv
+    """:func:`mixedfx.glmm.laplace.fit_laplace` (same stages, settings and Hessian) with
+    out-of-core engines and the GLM start computed by passes over the rows."""
+    return fit_laplace(model, n_agq=n_agq, control=control, beta0=glm_beta_rows(model),
+                       engine_factory=lambda m: OutOfCorePirls(m, False, pair_keys),
+                       engine0_factory=lambda m: OutOfCorePirls(m, True, pair_keys))
 
 
 def assemble_rows(model: OocGlmmModel, fit: LaplaceFit, n_agq: int,
