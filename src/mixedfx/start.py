@@ -178,21 +178,13 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
     S = S + np.tril(S, -1).T
     nterm = len(b.dims)
     l1, p1 = b.nlevels[0], b.dims[0]
-    ptr, idx, val = b.A21_ptr, b.A21_idx, b.A21_val
-    chunks = []
-    lo = 0
-    while lo < l1:  # level ranges of about A21_CHUNK entries
-        hi = int(np.searchsorted(ptr, ptr[lo] + A21_CHUNK, side="right")) - 1
-        hi = min(max(hi, lo + 1), l1)
-        chunks.append((lo, hi))
-        lo = hi
-    ztz: list[np.ndarray] = [np.asarray(b.A11)]
+    A11 = b.first_A11()
+    ztz: list[np.ndarray] = [A11]
     ztr: list[np.ndarray] = [np.zeros((l1, p1))]
-    for lo, hi in chunks:
-        e0, e1 = ptr[lo], ptr[hi]
-        lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
-        y_entry = idx[e0:e1] == yi
-        ztr[0][lev[y_entry]] = val[e0:e1][y_entry]
+    for ch in b.level_chunks(A21_CHUNK):
+        lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
+        y_entry = ch.idx == yi
+        ztr[0][lev[y_entry]] = ch.val[y_entry]
     cols: list[np.ndarray | None] = [None]
     for k in range(1, nterm):
         off, lk, dk = b.offsets[k - 1], b.nlevels[k], b.dims[k]
@@ -217,11 +209,10 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
         covariances[k], s = moments  # s: the shrunken level fits removed from r
         rwr += -2.0 * float(np.sum(s * ztr[k])) + float(np.einsum("ja,jab,jb->", s, ztz[k], s))
         if k == 0:  # carry into the other terms' Z'Wr through A21
-            for lo, hi in chunks:
-                e0, e1 = ptr[lo], ptr[hi]
-                lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
-                contrib = np.einsum("ea,ea->e", val[e0:e1], s[lev])
-                ix = idx[e0:e1]
+            for ch in b.level_chunks(A21_CHUNK):
+                lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
+                contrib = np.einsum("ea,ea->e", ch.val, s[lev])
+                ix = ch.idx
                 for r in range(1, nterm):
                     c0, size = cols[r][0], len(cols[r])
                     sel = (ix >= c0) & (ix < c0 + size)
@@ -230,14 +221,13 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
         else:
             sflat = s.ravel()
             c0, size = cols[k][0], len(cols[k])
-            for lo, hi in chunks:
-                e0, e1 = ptr[lo], ptr[hi]
-                lev = np.repeat(np.arange(lo, hi), np.diff(ptr[lo : hi + 1]))
-                ix = idx[e0:e1]
+            for ch in b.level_chunks(A21_CHUNK):
+                lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
+                ix = ch.idx
                 sel = (ix >= c0) & (ix < c0 + size)
                 wsel = sflat[ix[sel] - c0]
                 for a in range(p1):
-                    ztr[0][:, a] -= np.bincount(lev[sel], weights=val[e0:e1][sel, a] * wsel,
+                    ztr[0][:, a] -= np.bincount(lev[sel], weights=ch.val[sel, a] * wsel,
                                                 minlength=l1)
             for r in range(1, nterm):
                 if r != k:

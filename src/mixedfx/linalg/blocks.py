@@ -11,10 +11,13 @@ An out-of-core backend only has to produce a :class:`Blocks` by aggregation.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
+
+from .levelstore import CHUNK_ENTRIES, LevelChunk, LevelStore, LevelStoreWriter, memory_chunks
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +44,10 @@ class Blocks:
         Start of each remaining term (engine order, from the second) in the remainder.
     sum_log_weights : float
         sum(log w) of the prior weights, which enters the deviance.
+    store : LevelStore, optional
+        When set, A11 and A21 live in files (an out-of-core fit with millions of levels):
+        ``A11``, ``A21_idx`` and ``A21_val`` are then empty and ``A21_ptr`` is the store's.
+        Read them through :meth:`level_chunks`.
     """
 
     n: int
@@ -54,6 +61,30 @@ class Blocks:
     A22: np.ndarray
     offsets: tuple[int, ...]
     sum_log_weights: float
+    store: LevelStore | None = None
+
+    def level_chunks(self, max_entries: int = CHUNK_ENTRIES) -> Iterator[LevelChunk]:
+        """The first term's A11 and A21 in chunks of levels, from memory or the store (in
+        the store's own chunks)."""
+        if self.store is not None:
+            return self.store.chunks()
+        return memory_chunks(self.A11, self.A21_ptr, self.A21_idx, self.A21_val, max_entries)
+
+    def on_disk(self, directory: str | None = None, chunk_entries: int = CHUNK_ENTRIES
+                ) -> Blocks:
+        """The same blocks with the first term moved to a :class:`LevelStore`."""
+        if self.store is not None:
+            return self
+        store = LevelStoreWriter.from_blocks(self.A11, self.A21_ptr, self.A21_idx,
+                                             self.A21_val, self.m, directory, chunk_entries)
+        p1 = self.dims[0]
+        return replace(self, A11=np.zeros((0, p1, p1)), A21_ptr=store.ptr,
+                       A21_idx=np.zeros(0, dtype=store.idx_dtype), A21_val=np.zeros((0, p1)),
+                       store=store)
+
+    def first_A11(self) -> np.ndarray:
+        """All (l1, p1, p1) A11 blocks (read from the store when there is one)."""
+        return self.A11 if self.store is None else self.store.read_A11()
 
     @property
     def m(self) -> int:

@@ -21,6 +21,7 @@ from scipy.linalg import lapack
 
 from ..design.reterm import lower_indices
 from .blocks import Blocks
+from .chunked import ChunkedElimination
 from .kernels import deviance_from_factor, scale_lower
 from .tiles import TiledElimination
 
@@ -60,8 +61,11 @@ class PlsFactorizer:
         self.blocks = blocks
         self.ntheta = [d * (d + 1) // 2 for d in blocks.dims]
         self._lower = [lower_indices(d) for d in blocks.dims]
-        self.elimination = TiledElimination(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
-                                            blocks.A21_val, blocks.m)
+        if blocks.store is not None:  # first term on disk: stream it chunk by chunk
+            self.elimination = ChunkedElimination(blocks.store, blocks.m)
+        else:
+            self.elimination = TiledElimination(blocks.A11, blocks.A21_ptr, blocks.A21_idx,
+                                                blocks.A21_val, blocks.m)
         rest_dims = blocks.dims[1:]
         self._scalar_rest = all(d == 1 for d in rest_dims)
         col_term = np.full(blocks.m, -1, dtype=np.int64)

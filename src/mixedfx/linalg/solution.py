@@ -40,12 +40,6 @@ class PlsSolution:
     RX_inv_cov: np.ndarray
 
 
-def _first_term_M(blocks: Blocks, T1: np.ndarray) -> np.ndarray:
-    M = np.einsum("ca,jcd,db->jab", T1, blocks.A11, T1)
-    M += np.eye(T1.shape[0])
-    return M
-
-
 def _lambda_rest(C: np.ndarray, blocks: Blocks, factors, left: bool, right: bool) -> np.ndarray:
     """Apply Lambda_rest' from the left and/or Lambda_rest from the right to an m_r-square C."""
     out = C.copy()
@@ -95,16 +89,8 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
     z = np.concatenate([np.concatenate([b.ravel() for b in b_rest]) if b_rest else [], beta,
                         [-1.0]])
     T1 = factors[0]
-    l1 = blocks.nlevels[0]
-    level = np.repeat(np.arange(l1), np.diff(blocks.A21_ptr))
-    contrib = blocks.A21_val * z[blocks.A21_idx][:, None]
-    sums = np.stack([np.bincount(level, contrib[:, a], minlength=l1)
-                     for a in range(T1.shape[0])], axis=1)
-    M = _first_term_M(blocks, T1)
-    Minv = np.linalg.inv(M)
-    u1 = np.einsum("jab,jb->ja", Minv, -(sums @ T1))
-    b1 = u1 @ T1.T
     # conditional covariances (lme4's condVar: given beta), in units of sigma^2
+    C = None
     if mr:
         # (L_r L_r')^{-1} from the factor (LAPACK dpotri: lower triangle), then symmetrized
         Sinv, info = lapack.dpotri(L[:mr, :mr], lower=1)
@@ -113,12 +99,8 @@ def solve(fz: PlsFactorizer, theta: np.ndarray) -> PlsSolution:
         Sinv = np.tril(Sinv) + np.tril(Sinv, -1).T
         C = _lambda_rest(Sinv, blocks, factors, left=False, right=True)
         C = _lambda_rest(C, blocks, factors, left=True, right=False)
-        Q = fz.elimination.quadratic_forms(C)
-        MT = Minv @ T1.T
-        var_u1 = Minv + MT @ Q @ np.transpose(MT, (0, 2, 1))
-    else:
-        var_u1 = Minv
-    cond = [T1 @ var_u1 @ T1.T]
+    b1, cond1 = fz.elimination.first_term(z, T1, C)
+    cond = [cond1]
     for k, off in enumerate(blocks.offsets):
         lk, pk, T = blocks.nlevels[k + 1], blocks.dims[k + 1], factors[k + 1]
         idx = off + np.arange(lk)[:, None] * pk + np.arange(pk)[None, :]

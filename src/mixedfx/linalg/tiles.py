@@ -151,14 +151,61 @@ panel_update_parallel = njit(parallel=True, cache=True)(_panel_update)
 panel_update_serial = njit(cache=True)(_panel_update)
 
 
-def balanced_bounds(ptr: np.ndarray, idx: np.ndarray, m: int, npanel: int) -> np.ndarray:
-    """Row bounds of ``npanel`` panels with equal update work (row r of level j costs its
-    rank within the level: the number of entries t <= s it updates)."""
+def row_work(ptr: np.ndarray, idx: np.ndarray, m: int) -> np.ndarray:
+    """Update work per remainder row: row r of level j costs its rank within the level
+    (the number of entries t <= s it updates). Additive over chunks of levels."""
     level = np.repeat(np.arange(len(ptr) - 1), np.diff(ptr))
     rank = np.arange(len(idx)) - ptr[level] + 1
-    cum = np.cumsum(np.bincount(idx, weights=rank, minlength=m))
+    return np.bincount(idx, weights=rank, minlength=m)
+
+
+def bounds_from_work(work: np.ndarray, m: int, npanel: int) -> np.ndarray:
+    """Row bounds of ``npanel`` panels with equal total ``work``."""
+    cum = np.cumsum(work)
     inner = np.searchsorted(cum, cum[-1] * np.arange(1, npanel) / npanel) + 1
     return np.concatenate([[0], np.minimum(inner, m), [m + 1]]).astype(np.int64)
+
+
+def balanced_bounds(ptr: np.ndarray, idx: np.ndarray, m: int, npanel: int) -> np.ndarray:
+    """Row bounds of ``npanel`` panels with equal update work."""
+    return bounds_from_work(row_work(ptr, idx, m), m, npanel)
+
+
+def first_term_chunk(A11: np.ndarray, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray,
+                     z: np.ndarray, T1: np.ndarray, Q: np.ndarray | None
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Conditional modes b1 and covariances (over sigma^2) of some levels of the first term.
+
+    ``z`` is the solved remainder [b_rest, beta, -1]; ``Q`` the levels' quadratic forms
+    V_j' C V_j of the remainder's conditional covariance (None without other terms).
+    """
+    l1, p1 = A11.shape[0], A11.shape[1]
+    level = np.repeat(np.arange(l1), np.diff(ptr))
+    contrib = val * z[idx][:, None]
+    sums = np.stack([np.bincount(level, contrib[:, a], minlength=l1) for a in range(p1)],
+                    axis=1)
+    M = np.einsum("ca,jcd,db->jab", T1, A11, T1)
+    M += np.eye(p1)
+    Minv = np.linalg.inv(M)
+    u1 = np.einsum("jab,jb->ja", Minv, -(sums @ T1))
+    if Q is None:
+        var_u1 = Minv
+    else:
+        MT = Minv @ T1.T
+        var_u1 = Minv + MT @ Q @ np.transpose(MT, (0, 2, 1))
+    return u1 @ T1.T, T1 @ var_u1 @ T1.T
+
+
+def quadratic_forms_chunk(C: np.ndarray, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray,
+                          m: int) -> np.ndarray:
+    """(levels, p1, p1) V_j' C[idx_j, idx_j] V_j for a chunk of levels (see
+    :meth:`TiledElimination.quadratic_forms`)."""
+    npanel = max(1, -(-m // TILE))
+    pairs = np.array([(P, Q) for P in range(npanel) for Q in range(P + 1)],
+                     dtype=np.int64).reshape(-1, 2)
+    starts = panel_starts(ptr, idx, TILE, npanel)
+    return tiled_quadratic_forms(np.ascontiguousarray(C), idx, val, starts, pairs,
+                                 len(ptr) - 1)
 
 
 class TiledElimination:
@@ -201,6 +248,14 @@ class TiledElimination:
         starts, pairs = self._tiles
         return tiled_quadratic_forms(np.ascontiguousarray(C), self.idx, self.val, starts,
                                      pairs, self.A11.shape[0])
+
+    def first_term(self, z: np.ndarray, T1: np.ndarray, C: np.ndarray | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Conditional modes and covariances (over sigma^2) of the first term's levels, from
+        the solved remainder ``z`` and its conditional covariance ``C`` (scaled by Lambda;
+        None without other terms); see :func:`first_term_chunk`."""
+        Q = None if C is None else self.quadratic_forms(C)
+        return first_term_chunk(self.A11, self.ptr, self.idx, self.val, z, T1, Q)
 
     def apply(self, S: np.ndarray, T1: np.ndarray) -> float:
         """S <- S - sum_j G_j G_j' on the lower triangle; returns sum_j log det M_j."""
