@@ -9,6 +9,7 @@ import pytest
 
 import mixedfx
 from mixedfx.errors import DataError
+from mixedfx.outofcore import lmm_outofcore
 
 duckdb = pytest.importorskip("duckdb")
 dd = pytest.importorskip("dask.dataframe")
@@ -64,18 +65,38 @@ def _inputs(kind, frame, parquet_glob, client):
     return dd.from_pandas(frame, npartitions=3)
 
 
-KINDS = ["parquet", "relation", "dask"]
+KINDS = ["parquet", "relation", "dask", "parquet-disk", "dask-disk"]
 
 
 @pytest.fixture(scope="module")
 def fits(frame, parquet_glob, client):
+    """Every formula fitted in memory and from every input; ``-disk`` kinds keep the first
+    term's blocks on disk, streamed by DuckDB (Parquet) or moved there after aggregation
+    (Dask), read back in chunks of 37 entries and written in batches of 50 rows."""
     out = {}
     for formula in (SCALAR, VECTOR, NESTED):
         out[formula, "memory"] = mixedfx.lmm(formula, frame, control=CONTROL)
         for kind in KINDS:
-            data = _inputs(kind, frame, parquet_glob, client)
-            out[formula, kind] = mixedfx.lmm(formula, data, control=CONTROL)
+            data = _inputs(kind.removesuffix("-disk"), frame, parquet_glob, client)
+            if kind.endswith("-disk"):
+                with pytest.MonkeyPatch.context() as mp:
+                    mp.setattr("mixedfx.linalg.levelstore.CHUNK_ENTRIES", 37)
+                    mp.setattr("mixedfx.outofcore.sqlagg.STREAM_ROWS", 50)
+                    out[formula, kind] = lmm_outofcore(formula, data, control=CONTROL,
+                                                       blocks_on_disk=True)
+                assert out[formula, kind].model.blocks.store.chunk_entries == 37
+            else:
+                out[formula, kind] = mixedfx.lmm(formula, data, control=CONTROL)
     return out
+
+
+def _first_term(blocks):
+    """A11, ptr, idx and val of the first term, read from the store if there is one."""
+    chunks = list(blocks.level_chunks())
+    off = np.cumsum([0] + [c.ptr[-1] for c in chunks])
+    ptr = np.concatenate([[0]] + [c.ptr[1:] + off[i] for i, c in enumerate(chunks)])
+    return (np.concatenate([c.A11 for c in chunks]), ptr,
+            np.concatenate([c.idx for c in chunks]), np.concatenate([c.val for c in chunks]))
 
 
 def _rel(a, b) -> float:
@@ -89,10 +110,15 @@ def test_blocks_equal_in_memory(fits, formula, kind):
     mem, ooc = fits[formula, "memory"].model, fits[formula, kind].model
     a, b = mem.blocks, ooc.blocks
     assert (a.n, a.dims, a.nlevels, a.p, a.offsets) == (b.n, b.dims, b.nlevels, b.p, b.offsets)
-    np.testing.assert_array_equal(a.A21_ptr, b.A21_ptr)
-    np.testing.assert_array_equal(a.A21_idx, b.A21_idx)
-    for name in ("A11", "A21_val", "A22"):
-        assert _rel(getattr(a, name), getattr(b, name)) < 1e-12, name
+    assert (b.store is not None) == kind.endswith("-disk")
+    A11a, ptra, idxa, vala = _first_term(a)
+    A11b, ptrb, idxb, valb = _first_term(b)
+    np.testing.assert_array_equal(ptra, b.A21_ptr)
+    np.testing.assert_array_equal(ptra, ptrb)
+    np.testing.assert_array_equal(idxa, idxb)
+    assert _rel(A11a, A11b) < 1e-12
+    assert _rel(vala, valb) < 1e-12
+    assert _rel(a.A22, b.A22) < 1e-12
     assert _rel(mem.beta_shift, ooc.beta_shift) < 1e-12
 
 

@@ -70,7 +70,7 @@ class Blocks:
             return self.store.chunks()
         return memory_chunks(self.A11, self.A21_ptr, self.A21_idx, self.A21_val, max_entries)
 
-    def on_disk(self, directory: str | None = None, chunk_entries: int = CHUNK_ENTRIES
+    def on_disk(self, directory: str | None = None, chunk_entries: int | None = None
                 ) -> Blocks:
         """The same blocks with the first term moved to a :class:`LevelStore`."""
         if self.store is not None:

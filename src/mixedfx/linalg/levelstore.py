@@ -167,8 +167,9 @@ class LevelStoreWriter:
         np.ascontiguousarray(val, dtype=np.float64).reshape(len(lev), self.p1).tofile(
             self._files["val.bin"])
 
-    def close(self, chunk_entries: int = CHUNK_ENTRIES) -> LevelStore:
-        """Finish writing; the store (reading ``chunk_entries`` entries at a time)."""
+    def close(self, chunk_entries: int | None = None) -> LevelStore:
+        """Finish writing; the store (reading ``chunk_entries`` entries at a time, default
+        :data:`CHUNK_ENTRIES`)."""
         for f in self._files.values():
             f.close()
         if self._a11_levels != self.l1:
@@ -176,12 +177,12 @@ class LevelStoreWriter:
         ptr = np.zeros(self.l1 + 1, dtype=np.int64)
         np.cumsum(self.counts, out=ptr[1:])
         return LevelStore(self.directory, ptr, self.p1, self.idx_dtype, self.owned,
-                          chunk_entries)
+                          chunk_entries or CHUNK_ENTRIES)
 
     @classmethod
     def from_blocks(cls, A11: np.ndarray, ptr: np.ndarray, idx: np.ndarray, val: np.ndarray,
                     m: int, directory: str | None = None,
-                    chunk_entries: int = CHUNK_ENTRIES) -> LevelStore:
+                    chunk_entries: int | None = None) -> LevelStore:
         """A store holding in-memory blocks (tests, and fits that move blocks to disk)."""
         w = cls(A11.shape[0], A11.shape[1], m, directory)
         w.add_A11(A11)

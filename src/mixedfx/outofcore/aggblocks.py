@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..linalg.blocks import Blocks
+from ..linalg.levelstore import LevelStore, LevelStoreWriter
 from .sqlagg import Y
 
 
@@ -28,22 +29,97 @@ def fixed_cross(source, xcols) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[int],
-                     xcols: list, n: int) -> Blocks:
+                     xcols: list, n: int, on_disk: bool = False) -> Blocks:
     """Blocks of terms in engine order (``zcols[k]`` the columns of term k, ``codes[k]``
-    its code column) and fixed columns ``xcols``, the response being the source's Y."""
+    its code column) and fixed columns ``xcols``, the response being the source's Y.
+
+    With ``on_disk`` the first term's A11 and A21 go to a :class:`LevelStore` instead of
+    memory: streamed there in level order by DuckDB (own connection), or moved there after
+    an in-memory aggregation (other backends).
+    """
     xy = list(xcols) + [Y]
     pxy = len(xy)
     dims = [len(z) for z in zcols]
-    z0, d0, l1 = zcols[0], dims[0], nlevels[0]
     offsets, off = [], 0
     for k in range(1, len(zcols)):
         offsets.append(off)
         off += nlevels[k] * dims[k]
     m_r, m = off, off + pxy
-    # first term: A11 and its cross-products with X, y
+    if on_disk and getattr(source, "can_stream", False):
+        store = _first_term_store(source, zcols, codes, nlevels[0], offsets, xy, m_r, m)
+        d0 = dims[0]
+        first = dict(A11=np.zeros((0, d0, d0)), A21_ptr=store.ptr,
+                     A21_idx=np.zeros(0, dtype=store.idx_dtype), A21_val=np.zeros((0, d0)),
+                     store=store)
+    else:
+        first = _first_term_memory(source, zcols, codes, nlevels[0], offsets, xy, m_r)
+    A22 = _remainder(source, zcols, codes, offsets, xy, m_r, m)
+    blocks = Blocks(n=n, dims=tuple(dims), nlevels=tuple(nlevels), p=len(xcols), A22=A22,
+                    offsets=tuple(offsets), sum_log_weights=0.0, **first)
+    return blocks.on_disk() if on_disk else blocks
+
+
+def _first_pairs(z0: list, xy: list) -> tuple[list, list]:
+    """The first term's (a, b) triangle and its per-level pairs: A11 then Z1'[X y]."""
+    d0 = len(z0)
     tri = [(a, b) for a in range(d0) for b in range(a + 1)]
-    pairs = [(z0[a], z0[b]) for a, b in tri] + [(z0[a], xy[t]) for t in range(pxy)
+    pairs = [(z0[a], z0[b]) for a, b in tri] + [(z0[a], xy[t]) for t in range(len(xy))
                                                  for a in range(d0)]
+    return tri, pairs
+
+
+def _pick(d0: int, n: int, start: int, a: int) -> str:
+    """SQL choosing sum ``v{start + bb * d0 + a}`` by the cross-joined row number ``bb``."""
+    if n == 1:
+        return f"v{start + a}"
+    whens = " ".join(f"WHEN {b} THEN v{start + b * d0 + a}" for b in range(n))
+    return f"CASE bb {whens} END"
+
+
+def _first_term_store(source, zcols, codes, l1, offsets, xy, m_r, m) -> LevelStore:
+    """A11 and A21 of the first term written to a :class:`LevelStore` by streaming DuckDB
+    results in level order; nothing of size l1 x (entries) is held in memory."""
+    z0, d0, g0, pxy = zcols[0], len(zcols[0]), codes[0], len(xy)
+    tri, pairs = _first_pairs(z0, xy)
+    source.create_table("__first", source.sums_sql([g0], pairs))
+    writer = LevelStoreWriter(l1, d0, m)
+    try:
+        expect = 0
+        for batch in source.stream(f"SELECT * FROM __first ORDER BY {g0}"):
+            lev = batch[g0]
+            if not np.array_equal(lev, np.arange(expect, expect + len(lev))):
+                raise RuntimeError("level codes of the first term are not 0..levels-1")
+            A11 = np.empty((len(lev), d0, d0))
+            for i, (a, b) in enumerate(tri):
+                A11[:, a, b] = A11[:, b, a] = batch[f"v{i}"]
+            writer.add_A11(A11)
+            expect += len(lev)
+        parts = []
+        for k in range(1, len(zcols)):
+            zk, dk = zcols[k], len(zcols[k])
+            inner = source.sums_sql([g0, codes[k]], [(z0[a], zk[b]) for b in range(dk)
+                                                    for a in range(d0)])
+            ws = ", ".join(f"{_pick(d0, dk, 0, a)} AS w{a}" for a in range(d0))
+            rows = f"CROSS JOIN range({dk}) t(bb)" if dk > 1 else ""
+            col = f"{offsets[k - 1]} + {codes[k]} * {dk}" + (" + bb" if dk > 1 else "")
+            parts.append(f"SELECT {g0} AS lev, {col} AS col, {ws} FROM ({inner}) {rows}")
+        ws = ", ".join(f"{_pick(d0, pxy, len(tri), a)} AS w{a}" for a in range(d0))
+        rows = f"CROSS JOIN range({pxy}) t(bb)" if pxy > 1 else ""
+        col = f"{m_r}" + (" + bb" if pxy > 1 else "")
+        parts.append(f"SELECT {g0} AS lev, {col} AS col, {ws} FROM __first {rows}")
+        sql = " UNION ALL ".join(f"({p})" for p in parts) + " ORDER BY lev, col"
+        for batch in source.stream(sql):
+            val = np.column_stack([batch[f"w{a}"] for a in range(d0)])
+            writer.add_entries(batch["lev"], batch["col"], val)
+    finally:
+        source.drop_table("__first")
+    return writer.close()
+
+
+def _first_term_memory(source, zcols, codes, l1, offsets, xy, m_r) -> dict:
+    """A11 and A21 of the first term in memory (CSR by level)."""
+    z0, d0, pxy = zcols[0], len(zcols[0]), len(xy)
+    tri, pairs = _first_pairs(z0, xy)
     (lev,), v = source.sums([codes[0]], pairs)
     A11 = np.zeros((l1, d0, d0))
     for i, (a, b) in enumerate(tri):
@@ -53,7 +129,7 @@ def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[
     # first term x other terms: sparse entries
     keys, vals = [], []
     for k in range(1, len(zcols)):
-        zk, dk = zcols[k], dims[k]
+        zk, dk = zcols[k], len(zcols[k])
         pairs = [(z0[a], zk[b]) for b in range(dk) for a in range(d0)]
         (l0, ck), v = source.sums([codes[0], codes[k]], pairs)
         v = v.reshape(len(l0), dk, d0)
@@ -81,7 +157,13 @@ def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[
     dense_pos = (ptr[:-1] + rcount)[:, None] + np.arange(pxy)[None, :]
     idx[dense_pos] = m_r + np.arange(pxy)[None, :]
     A21[dense_pos.ravel()] = dense.reshape(-1, d0)
-    # dense remainder
+    return dict(A11=A11, A21_ptr=ptr, A21_idx=idx, A21_val=A21)
+
+
+def _remainder(source, zcols, codes, offsets, xy, m_r, m) -> np.ndarray:
+    """The dense remainder A22: other terms, X and y."""
+    pxy = len(xy)
+    dims = [len(z) for z in zcols]
     A22 = np.zeros((m, m))
     for k in range(1, len(zcols)):
         zk, dk, ok = zcols[k], dims[k], offsets[k - 1]
@@ -108,6 +190,4 @@ def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[
     _, v = source.sums([], [(xy[s], xy[t]) for s, t in trxy])
     for i, (s, t) in enumerate(trxy):
         A22[m_r + s, m_r + t] = A22[m_r + t, m_r + s] = v[0, i]
-    return Blocks(n=n, dims=tuple(dims), nlevels=tuple(nlevels), p=len(xcols), A11=A11,
-                  A21_ptr=ptr, A21_idx=idx, A21_val=A21, A22=A22, offsets=tuple(offsets),
-                  sum_log_weights=0.0)
+    return A22

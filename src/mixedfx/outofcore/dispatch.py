@@ -15,6 +15,8 @@ from .aggblocks import aggregate_blocks, fixed_cross
 from .model import AggregatedModel
 from .terms import fixed_columns, is_categorical, random_columns, variables_of
 
+DISK_ROWS = 5_000_000  # from this many rows the first term's blocks are kept on disk
+
 
 def is_outofcore(data: object) -> bool:
     """Whether ``data`` is a Parquet path/glob, a DuckDB relation or a Dask DataFrame."""
@@ -57,11 +59,16 @@ def _check_columns(used: list[str], types: dict[str, str]) -> None:
 def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None,
                   offset=None, optimizer: str = "newuoa", control: dict | None = None,
                   data_name: str | None = None, threads: int | None = None,
-                  memory_limit: str | None = None, timings: dict | None = None):
+                  memory_limit: str | None = None, timings: dict | None = None,
+                  blocks_on_disk: bool | None = None):
     """Fit an LMM whose blocks are computed by aggregation (see :func:`mixedfx.lmm`).
 
     ``threads`` and ``memory_limit`` (e.g. ``"8GB"``) set DuckDB's limits for Parquet
     input. ``timings``, if a dict, receives ``aggregate_s`` and ``optimize_s``.
+    ``blocks_on_disk`` keeps the first term's blocks (about one entry per row when its
+    levels are users) in temporary files streamed at each evaluation, so memory stays
+    bounded by the remainder and one chunk; the default (None) does so from
+    :data:`DISK_ROWS` complete rows on.
     """
     if weights is not None or offset is not None:
         raise DataError("weights and offset are not supported out of core yet; fit in memory")
@@ -112,9 +119,11 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     beta_shift = np.linalg.solve(XtX, Xty)
     source.set_shift(parsed.response, list(zip(xcols, beta_shift, strict=True)))
     model_terms = AggregatedModel.order(terms)
+    on_disk = n >= DISK_ROWS if blocks_on_disk is None else bool(blocks_on_disk)
     blocks = aggregate_blocks(source, [zcols[k] for k in model_terms],
                               [codes[k] for k in model_terms],
-                              [terms[k].nlevels for k in model_terms], xcols, n)
+                              [terms[k].nlevels for k in model_terms], xcols, n,
+                              on_disk=on_disk)
     t1 = time.perf_counter()
     model = AggregatedModel(parsed.text, terms, tuple(c.name for c in xcols), blocks,
                             beta_shift, reml, total - n,

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 
 import numpy as np
 
 from .terms import Column
 
 Y = "__y__"  # base column: the response minus X @ beta_shift
+STREAM_ROWS = 1_000_000  # rows per batch when a result is streamed
 
 
 def quote(name: str) -> str:
@@ -120,11 +122,8 @@ class DuckDBSource:
                 terms.append(f"(CASE WHEN r.{quote(col)} = {literal(level)} THEN 1.0 ELSE 0.0 END)")
         return " * ".join(terms)
 
-    def sums(self, keys: list[str], pairs: list[tuple]) -> tuple[list[np.ndarray], np.ndarray]:
-        """Sums of products of base columns, grouped by code columns ``keys``.
-
-        Returns the key arrays and a (groups, len(pairs)) array of sums.
-        """
+    def sums_sql(self, keys: list[str], pairs: list[tuple]) -> str:
+        """The SQL of :meth:`sums`: key columns named as the codes, sums ``v0, v1, ...``."""
         ctes, joins = [], []
         needed = [(c, f) for c, f in self.groups if c in keys]
         for code, factors in needed:
@@ -139,7 +138,40 @@ class DuckDBSource:
         sql += f"SELECT {', '.join(sel)} FROM {self._rows()} r {' '.join(joins)}"
         if keys:
             sql += " GROUP BY " + ", ".join(f"{c}.code" for c in keys)
-        out = self._run(sql)
+        return sql
+
+    def sums(self, keys: list[str], pairs: list[tuple]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Sums of products of base columns, grouped by code columns ``keys``.
+
+        Returns the key arrays and a (groups, len(pairs)) array of sums.
+        """
+        out = self._run(self.sums_sql(keys, pairs))
         vals = np.column_stack([np.asarray(out[f"v{i}"], dtype=float)
                                 for i in range(len(pairs))]) if pairs else np.zeros((1, 0))
         return [np.asarray(out[c], dtype=np.int64) for c in keys], np.atleast_2d(vals)
+
+    @property
+    def can_stream(self) -> bool:
+        """Whether results can be kept in DuckDB tables and streamed (own connection)."""
+        return self.con is not None
+
+    def create_table(self, name: str, sql: str) -> None:
+        """Keep a query's result in a temporary table (DuckDB spills it when memory is
+        short); own connection only."""
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+
+    def drop_table(self, name: str) -> None:
+        """Drop a table made by :meth:`create_table`."""
+        self.con.execute(f"DROP TABLE IF EXISTS {name}")
+
+    def stream(self, sql: str, batch_rows: int | None = None
+               ) -> Iterator[dict[str, np.ndarray]]:
+        """A query's rows in batches of about ``batch_rows`` (default :data:`STREAM_ROWS`), as
+        numpy columns (the result is never held whole in Python); own connection only."""
+        batch_rows = batch_rows or STREAM_ROWS
+        rel = self.con.sql(sql)
+        reader = (rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader")
+                  else rel.fetch_record_batch(batch_rows))
+        for batch in reader:
+            yield {name: batch.column(i).to_numpy(zero_copy_only=False)
+                   for i, name in enumerate(batch.schema.names)}
