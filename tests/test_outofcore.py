@@ -227,3 +227,22 @@ def test_separate_terms_of_one_factor(frame, parquet_glob):
     b = mixedfx.lmm("y ~ x + (x || g)", parquet_glob, control=CONTROL)
     assert list(a.varcorr.group) == list(b.varcorr.group)
     assert _rel(a.varcorr.vcov, b.varcorr.vcov) < 1e-5
+
+
+@pytest.mark.parametrize("formula", [VECTOR, NESTED])
+def test_compact_labels_of_many_levels(fits, frame, parquet_glob, formula, monkeypatch,
+                                       tmp_path):
+    """From COMPACT_LEVELS levels on, labels are an Arrow string index with the in-memory
+    labels (integers, strings, interactions "A:1"), and write_fitted still joins them."""
+    monkeypatch.setattr("mixedfx.outofcore.labels.COMPACT_LEVELS", 0)
+    mem = fits[formula, "memory"]
+    res = mixedfx.lmm(formula, parquet_glob, control=CONTROL)
+    for g in mem.ranef:
+        assert isinstance(res.ranef[g].index.dtype, pd.StringDtype)
+        assert list(res.ranef[g].index) == list(mem.ranef[g].index)
+        assert res.ranef[g].index.name == g
+    out = pd.read_parquet(res.write_fitted(tmp_path / "fitted.parquet"))
+    ref = fits[formula, "parquet"]
+    want = pd.read_parquet(ref.write_fitted(tmp_path / "ref.parquet"))
+    np.testing.assert_allclose(out.sort_values("rid").fitted, want.sort_values("rid").fitted,
+                               rtol=1e-5, atol=1e-7)

@@ -272,7 +272,10 @@ def _varcorr(terms: list[ReTerm], theta: np.ndarray, sigma: float) -> tuple[pd.D
 
 
 def _labels(values) -> pd.Index:
-    """An index of labels without pandas' string-dtype inference (slow for small frames)."""
+    """An index of labels without pandas' string-dtype inference (slow for small frames);
+    an Index (compact labels of millions of levels out of core) is kept as it is."""
+    if isinstance(values, pd.Index):
+        return values
     return pd.Index(np.asarray(values, dtype=object), dtype=object)
 
 

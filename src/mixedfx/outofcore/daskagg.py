@@ -34,6 +34,14 @@ class DaskSource:
         uniq = uniq.sort_values(list(factors)).reset_index(drop=True)
         return list(uniq.itertuples(index=False, name=None))
 
+    def level_table(self, factors: tuple[str, ...]):
+        """Distinct values of ``factors``, sorted, as an Arrow table."""
+        import pyarrow as pa
+
+        uniq = self.ddf[list(factors)].drop_duplicates().compute()
+        uniq = uniq.sort_values(list(factors)).reset_index(drop=True)
+        return pa.Table.from_pandas(uniq, preserve_index=False)
+
     def add_group(self, code: str, factors: tuple[str, ...]) -> None:
         """Add a code column (0-based index of the sorted distinct values of ``factors``)."""
         table = pd.DataFrame(self.levels(factors), columns=list(factors))

@@ -12,6 +12,7 @@ from ..design import ReTerm
 from ..errors import DataError, MissingDataWarning
 from ..formula import parse_formula
 from .aggblocks import aggregate_blocks, fixed_cross
+from .labels import level_labels
 from .model import AggregatedModel
 from .terms import fixed_columns, is_categorical, random_columns, variables_of
 
@@ -96,8 +97,8 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     terms, zcols, codes, raw = [], [], [], []
     for k, term in enumerate(parsed.random):
         cols = random_columns(term.expr, types, term.group)
-        labels = source.levels(term.factors)
-        names = tuple(":".join(str(v) for v in lab) for lab in labels)
+        labels = source.level_table(term.factors)
+        names = level_labels(labels)
         if len(names) < 2 or len(names) >= n:
             raise DataError(f"grouping factor '{term.group}' has {len(names)} levels for {n} "
                             "observations; it needs at least 2 and fewer than the observations")

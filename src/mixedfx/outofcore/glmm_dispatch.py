@@ -25,6 +25,7 @@ from ..lmm import ThetaMap, _labels, _varcorr, display_order, engine_permutation
 from .dispatch import _source
 from .glmm_engine import OocGlmmModel, OutOfCorePirls, glm_beta_rows
 from .glmm_rows import Plan, Rows, RowSpec, merge_structure, structure
+from .labels import level_labels
 from .model import AggregatedModel
 from .terms import fixed_columns, is_categorical, random_columns, variables_of
 
@@ -130,8 +131,8 @@ def build_rows_model(formula: str, data: object, family="binomial", *, link=None
     terms, zcols, codes = [], [], []
     for k, term in enumerate(parsed.random):
         cols = random_columns(term.expr, types, term.group)
-        labels = source.levels(term.factors)
-        names = tuple(":".join(str(v) for v in lab) for lab in labels)
+        labels = source.level_table(term.factors)
+        names = level_labels(labels)
         if len(names) < 2 or len(names) >= n:
             raise DataError(f"grouping factor '{term.group}' has {len(names)} levels for {n} "
                             "observations; it needs at least 2 and fewer than the observations")

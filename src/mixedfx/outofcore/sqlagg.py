@@ -92,6 +92,13 @@ class DuckDBSource:
         arrays = [out[f] for f in factors]
         return list(zip(*[a.tolist() for a in arrays], strict=True))
 
+    def level_table(self, factors: tuple[str, ...]):
+        """Distinct values of ``factors`` among complete rows, sorted, as an Arrow table."""
+        cols = ", ".join(quote(f) for f in factors)
+        sql = f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}"
+        rel = self.con.sql(sql) if self.con is not None else self.relation.query("src", sql)
+        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+
     def add_group(self, code: str, factors: tuple[str, ...]) -> None:
         """Define a code column (0-based level index in sorted order) for ``factors``."""
         self.groups.append((code, factors))

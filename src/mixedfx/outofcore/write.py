@@ -23,7 +23,7 @@ def _mode_tables(res, parsed, zcols, raw) -> list[tuple[tuple[str, ...], pd.Data
         t = next(t for t in terms if t.group == term.group
                  and t.columns == tuple(c.name for c in zcols[k]))
         modes = res.ranef[t.group][list(t.columns)].to_numpy()
-        table = pd.DataFrame(raw[k], columns=list(term.factors))
+        table = raw[k].to_pandas()  # the factor values (an Arrow table), for the join
         for j in range(len(t.columns)):
             table[f"__b{k}_{j}"] = modes[:, j]
         out.append((term.factors, table))
