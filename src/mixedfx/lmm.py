@@ -21,7 +21,7 @@ from .formula import parse_formula
 from .linalg.blocks import build_blocks
 from .linalg.pls import PlsFactorizer, profiled_deviance
 from .linalg.solution import PlsSolution, solve
-from .optimize import minimize
+from .optimize import OptSummary, minimize, polish_optimum
 from .results import LmmResult
 from .start import moment_start, moment_step
 
@@ -113,7 +113,12 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
         and stopped closer to the optimum.
     control : dict, optional
         Optimizer settings passed to :func:`mixedfx.optimize.minimize`: ``maxeval``,
-        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` (as lme4's ``optCtrl``).
+        ``ftol_rel``, ``ftol_abs``, ``xtol_abs``, ``initial_step`` (as lme4's ``optCtrl``);
+        ``start``: ``"moments"`` (default) or ``"identity"``; ``polish``: True for a few
+        Newton steps with finite-difference derivatives after the optimizer (see
+        :mod:`mixedfx.polish`; default False), which pin the optimum down to the objective's
+        rounding noise, so that fits of the same data in memory and out of core agree to
+        1e-8; a dict passes settings to :func:`mixedfx.polish.polish`.
     data_name : str, optional
         Name of the data shown in the summary.
 
@@ -238,13 +243,31 @@ class LmmModel:
         ``"moments"`` (default; ANOVA-type estimates, then a small initial trust region) or
         ``"identity"`` (lme4's start, initial step 0.75).
         """
+        opt, theta = self.optimize(optimizer, control, theta0)
+        return _assemble(self, theta, self.solve(theta), opt, data_name)
+
+    def optimize(self, optimizer: str, control: dict | None,
+                 theta0: np.ndarray | None) -> tuple[OptSummary, np.ndarray]:
+        """Run the optimizer (and the polish if ``control["polish"]``); the record and the
+        optimum theta, column signs rectified after NEWUOA.
+
+        The polish runs before rectification: for NEWUOA it is unconstrained, like the
+        optimizer (the objective depends on theta only through Lambda Lambda', which is
+        smooth across a zero diagonal and even in each column's sign); for BOBYQA it keeps
+        the lower bounds, holding a variance at zero when the gradient pushes it outward.
+        """
         settings = dict(control or {})
+        polish = settings.pop("polish", False)
         start = self.starting_point(settings, theta0)
         opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
+        if polish:
+            opt = polish_optimum(opt, self.objective,
+                                 None if optimizer == "newuoa" else self.lower,
+                                 **(polish if isinstance(polish, dict) else {}))
         theta = np.asarray(opt.final)
         if optimizer == "newuoa":
             theta = _rectify(theta, self.terms)
-        return _assemble(self, theta, self.solve(theta), opt, data_name)
+        return opt, theta
 
 
 def _varcorr(terms: list[ReTerm], theta: np.ndarray, sigma: float) -> tuple[pd.DataFrame, list]:

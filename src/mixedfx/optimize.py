@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import nlopt
 import numpy as np
@@ -36,9 +36,22 @@ class OptSummary:
     converged : bool
         Whether the status is a convergence status.
     seconds : float
-        Wall time of the optimization.
+        Wall time of the optimization (and of the polish, if any).
     ftol_rel, xtol_abs : float
         Stopping tolerances used.
+    polish_status : str or None
+        None without a polish (``control={"polish": True}``); else its outcome, as
+        :class:`mixedfx.polish.PolishInfo`'s ``status`` (``"converged"``, ``"max_iter"``,
+        ``"no_decrease"``...). ``final`` and ``fmin`` are then the polished point and value;
+        ``feval`` counts the optimizer's evaluations only.
+    polish_feval : int
+        Objective evaluations of the polish.
+    polish_steps : int
+        Newton steps it took.
+    polish_step : float or None
+        Largest relative coordinate of its last Newton step (None if none was computed).
+    polish_decrease : float
+        How much it lowered the objective (>= 0).
     """
 
     optimizer: str
@@ -51,6 +64,11 @@ class OptSummary:
     seconds: float
     ftol_rel: float
     xtol_abs: float
+    polish_status: str | None = None
+    polish_feval: int = 0
+    polish_steps: int = 0
+    polish_step: float | None = None
+    polish_decrease: float = 0.0
 
     def to_dict(self) -> dict:
         """JSON-serializable form."""
@@ -119,3 +137,38 @@ def minimize(fun: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarr
                       final=tuple(map(float, best["x"])), fmin=float(best["f"]), feval=best["n"],
                       status=status, converged=converged,
                       seconds=seconds, ftol_rel=ftol_rel, xtol_abs=xtol_abs)
+
+
+def polish_optimum(opt: OptSummary, fun: Callable[[np.ndarray], float],
+                   lower: np.ndarray | None = None, upper: np.ndarray | None = None,
+                   **settings) -> OptSummary:
+    """The record ``opt`` with its optimum polished by :func:`mixedfx.polish.polish`.
+
+    Parameters
+    ----------
+    opt : OptSummary
+        The optimizer's record; ``final`` is the start of the polish, ``fmin`` its value.
+    fun : callable
+        The objective the optimizer minimized (same coordinates).
+    lower, upper : numpy.ndarray, optional
+        Bounds the polish must respect (none by default, as for NEWUOA).
+    **settings
+        ``step``, ``max_iter``, ``xtol``, ``max_halvings`` of :func:`~mixedfx.polish.polish`.
+
+    Returns
+    -------
+    OptSummary
+        ``final``, ``fmin`` (unchanged if no step lowered the objective), ``seconds`` and the
+        ``polish_*`` fields updated.
+    """
+    from .polish import polish
+
+    start = time.perf_counter()
+    x, fx, info = polish(fun, np.asarray(opt.final, float), lower, upper, fx=opt.fmin,
+                         **settings)
+    return replace(opt, final=tuple(map(float, x)), fmin=float(fx),
+                   seconds=opt.seconds + time.perf_counter() - start,
+                   polish_status=info.status, polish_feval=info.feval,
+                   polish_steps=info.steps,
+                   polish_step=info.step_norm if np.isfinite(info.step_norm) else None,
+                   polish_decrease=info.decrease)

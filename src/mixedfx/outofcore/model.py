@@ -16,12 +16,10 @@ from ..lmm import (
     _is_singular,
     _labels,
     _ranef,
-    _rectify,
     _varcorr,
     display_order,
     engine_permutation,
 )
-from ..optimize import minimize
 from ..results import LmmResult
 from ..start import _relative_factor, moment_start_blocks
 
@@ -77,13 +75,9 @@ class AggregatedModel(LmmModel):
     def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
             data_name: str | None = None, theta0: np.ndarray | None = None) -> LmmResult:
         """Optimize theta from the moment start computed from the blocks (``control["start"]
-        = "moments"``, default) or lme4's identity start (``"identity"``), or ``theta0``."""
-        settings = dict(control or {})
-        start = self.starting_point(settings, theta0)
-        opt = minimize(self.objective, start, self.lower, optimizer=optimizer, **settings)
-        theta = np.asarray(opt.final)
-        if optimizer == "newuoa":
-            theta = _rectify(theta, self.terms)
+        = "moments"``, default) or lme4's identity start (``"identity"``), or ``theta0``;
+        ``control["polish"]`` as in memory (:meth:`LmmModel.optimize`)."""
+        opt, theta = self.optimize(optimizer, control, theta0)
         return assemble_aggregated(self, theta, self.solve(theta), opt, data_name)
 
 

@@ -12,7 +12,7 @@ from ..design.build import as_pandas, build_design, variables
 from ..errors import ConvergenceWarning, DataError, MissingDataWarning
 from ..formula import parse_formula
 from ..lmm import _assemble, _rectify
-from ..optimize import minimize
+from ..optimize import minimize, polish_optimum
 from ..results import LmmResult
 from ..start import STEP_RANGE
 from .base import BoundCorrelation, BoundVariance, Structure
@@ -122,8 +122,15 @@ def fit_structured(formula: str, data: object, *, reml: bool = True, weights: ob
 
 
 def _optimize(model: StructuredModel, x0: np.ndarray, optimizer: str, settings: dict):
+    settings = dict(settings)
+    polish = settings.pop("polish", False)  # Newton polish, as for lmm (LmmModel.optimize)
     lower = np.concatenate([model.lower, np.full(model.nstruct, -np.inf)])
-    return minimize(model.internal_objective, x0, lower, optimizer=optimizer, **settings)
+    opt = minimize(model.internal_objective, x0, lower, optimizer=optimizer, **settings)
+    if polish:
+        opt = polish_optimum(opt, model.internal_objective,
+                             None if optimizer == "newuoa" else lower,
+                             **(polish if isinstance(polish, dict) else {}))
+    return opt
 
 
 def fit_model(model: StructuredModel, *, optimizer: str = "newuoa", control: dict | None = None,
