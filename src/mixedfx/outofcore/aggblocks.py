@@ -6,6 +6,8 @@ a backend (DuckDB or Dask) computes the sums, this module places them.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..linalg.blocks import Blocks
@@ -78,22 +80,35 @@ def _pick(d0: int, n: int, start: int, a: int) -> str:
 
 def _first_term_store(source, zcols, codes, l1, offsets, xy, m_r, m) -> LevelStore:
     """A11 and A21 of the first term written to a :class:`LevelStore` by streaming DuckDB
-    results in level order; nothing of size l1 x (entries) is held in memory."""
+    results in level order; nothing of size l1 x (entries) is held in memory.
+
+    Three passes: the per-level sums (A11 and Z1'[X y]) into a DuckDB table, streamed by
+    level to the store's A11 and a scratch file of the dense entries; then the sparse
+    entries (first term x other terms), streamed sorted by (level, column) and merged with
+    the dense ones level by level. (DuckDB ran out of its memory limit sorting a UNION of
+    the two at 100M rows, while each sorted stream alone stays within it.)
+    """
     z0, d0, g0, pxy = zcols[0], len(zcols[0]), codes[0], len(xy)
     tri, pairs = _first_pairs(z0, xy)
     source.create_table("__first", source.sums_sql([g0], pairs))
     writer = LevelStoreWriter(l1, d0, m)
+    dense_path = os.path.join(writer.directory, "dense.scratch")
     try:
         expect = 0
-        for batch in source.stream(f"SELECT * FROM __first ORDER BY {g0}"):
-            lev = batch[g0]
-            if not np.array_equal(lev, np.arange(expect, expect + len(lev))):
-                raise RuntimeError("level codes of the first term are not 0..levels-1")
-            A11 = np.empty((len(lev), d0, d0))
-            for i, (a, b) in enumerate(tri):
-                A11[:, a, b] = A11[:, b, a] = batch[f"v{i}"]
-            writer.add_A11(A11)
-            expect += len(lev)
+        with open(dense_path, "wb") as dense_file:
+            for batch in source.stream(f"SELECT * FROM __first ORDER BY {g0}"):
+                lev = batch[g0]
+                if not np.array_equal(lev, np.arange(expect, expect + len(lev))):
+                    raise RuntimeError("level codes of the first term are not 0..levels-1")
+                A11 = np.empty((len(lev), d0, d0))
+                for i, (a, b) in enumerate(tri):
+                    A11[:, a, b] = A11[:, b, a] = batch[f"v{i}"]
+                writer.add_A11(A11)
+                dense = np.column_stack([batch[f"v{i}"] for i in range(len(tri), len(pairs))])
+                dense.tofile(dense_file)  # (levels, pxy * d0), t-major as the pairs
+                expect += len(lev)
+        source.drop_table("__first")
+        merger = _DenseMerger(writer, dense_path, l1, pxy, d0, m_r)
         parts = []
         for k in range(1, len(zcols)):
             zk, dk = zcols[k], len(zcols[k])
@@ -103,17 +118,77 @@ def _first_term_store(source, zcols, codes, l1, offsets, xy, m_r, m) -> LevelSto
             rows = f"CROSS JOIN range({dk}) t(bb)" if dk > 1 else ""
             col = f"{offsets[k - 1]} + {codes[k]} * {dk}" + (" + bb" if dk > 1 else "")
             parts.append(f"SELECT {g0} AS lev, {col} AS col, {ws} FROM ({inner}) {rows}")
-        ws = ", ".join(f"{_pick(d0, pxy, len(tri), a)} AS w{a}" for a in range(d0))
-        rows = f"CROSS JOIN range({pxy}) t(bb)" if pxy > 1 else ""
-        col = f"{m_r}" + (" + bb" if pxy > 1 else "")
-        parts.append(f"SELECT {g0} AS lev, {col} AS col, {ws} FROM __first {rows}")
-        sql = " UNION ALL ".join(f"({p})" for p in parts) + " ORDER BY lev, col"
-        for batch in source.stream(sql):
-            val = np.column_stack([batch[f"w{a}"] for a in range(d0)])
-            writer.add_entries(batch["lev"], batch["col"], val)
+        if len(parts) == 1:
+            sql = f"SELECT * FROM ({parts[0]}) ORDER BY lev, col"
+        elif parts:  # several other terms: collect their entries in a table, then sort
+            source.create_table("__a21", parts[0])
+            for part in parts[1:]:
+                source.execute(f"INSERT INTO __a21 {part}")
+            sql = "SELECT * FROM __a21 ORDER BY lev, col"
+        if parts:
+            for batch in source.stream(sql):
+                merger.add(batch["lev"], batch["col"],
+                           np.column_stack([batch[f"w{a}"] for a in range(d0)]))
+        merger.finish()
     finally:
         source.drop_table("__first")
+        source.drop_table("__a21")
+        if os.path.exists(dense_path):
+            os.remove(dense_path)
     return writer.close()
+
+
+class _DenseMerger:
+    """Append sorted sparse entries to a store writer, each complete level followed by its
+    ``pxy`` dense entries (remainder columns m_r.., read from the scratch file)."""
+
+    def __init__(self, writer: LevelStoreWriter, dense_path: str, l1: int, pxy: int, d0: int,
+                 m_r: int) -> None:
+        self.writer, self.path, self.l1, self.pxy, self.d0, self.m_r = (
+            writer, dense_path, l1, pxy, d0, m_r)
+        self.next = 0  # first level not yet written
+        self.carry = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, d0)))
+
+    def add(self, lev: np.ndarray, col: np.ndarray, val: np.ndarray) -> None:
+        """Entries continuing the previous ones; the last level is held back (it may go on
+        in the next batch)."""
+        lev = np.concatenate([self.carry[0], np.asarray(lev, np.int64)])
+        col = np.concatenate([self.carry[1], np.asarray(col, np.int64)])
+        val = np.concatenate([self.carry[2], val])
+        if len(lev) == 0:
+            return
+        cut = int(np.searchsorted(lev, lev[-1]))
+        self.carry = (lev[cut:], col[cut:], val[cut:])
+        self._write(lev[:cut], col[:cut], val[:cut], int(lev[-1]))
+
+    def finish(self) -> None:
+        """Write the held-back level and every remaining level (dense entries only)."""
+        lev, col, val = self.carry
+        self._write(lev, col, val, self.l1)
+
+    def _write(self, lev, col, val, upto: int) -> None:
+        """Levels ``next..upto-1``: their sparse entries (all given) and dense entries."""
+        a, nl, pxy, d0 = self.next, upto - self.next, self.pxy, self.d0
+        if nl <= 0:
+            return
+        width = pxy * d0
+        with open(self.path, "rb") as f:
+            f.seek(a * width * 8)
+            dense = np.fromfile(f, dtype=np.float64, count=nl * width)
+        dense = dense.reshape(nl * pxy, d0)
+        counts = np.bincount(lev - a, minlength=nl)
+        total = len(lev) + nl * pxy
+        out_lev, out_col = np.empty(total, np.int64), np.empty(total, np.int64)
+        out_val = np.empty((total, d0))
+        sparse_pos = np.arange(len(lev)) + (lev - a) * pxy
+        dense_pos = ((np.cumsum(counts) + np.arange(nl) * pxy)[:, None]
+                     + np.arange(pxy)[None, :]).ravel()
+        out_lev[sparse_pos], out_col[sparse_pos], out_val[sparse_pos] = lev, col, val
+        out_lev[dense_pos] = np.repeat(np.arange(a, upto), pxy)
+        out_col[dense_pos] = np.tile(self.m_r + np.arange(pxy), nl)
+        out_val[dense_pos] = dense
+        self.writer.add_entries(out_lev, out_col, out_val)
+        self.next = upto
 
 
 def _first_term_memory(source, zcols, codes, l1, offsets, xy, m_r) -> dict:

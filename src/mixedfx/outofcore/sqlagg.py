@@ -4,7 +4,9 @@ or a DuckDB relation, never loading the rows into Python."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
@@ -53,15 +55,18 @@ class DuckDBSource:
         self.shift: list[tuple[Column, float]] = []
         self.response = ""
         if files is not None:
-            self.con = duckdb.connect()
+            # a database file in a private temporary directory, not an in-memory database:
+            # DuckDB can then evict its tables (level codes, per-level sums) under its
+            # memory limit; the directory also takes DuckDB's spill files
+            work = tempfile.mkdtemp(prefix="mixedfx-duckdb-")
+            weakref.finalize(self, shutil.rmtree, work, True)
+            self.con = duckdb.connect(os.path.join(work, "work.duckdb"))
             if threads:
                 self.con.execute(f"SET threads = {int(threads)}")
             if memory_limit:
                 self.con.execute(f"SET memory_limit = '{memory_limit}'")
             self.con.execute("SET preserve_insertion_order = false")
-            # spill to the system's temporary directory, not a .tmp/ in the caller's cwd
-            spill = os.path.join(tempfile.gettempdir(), f"mixedfx-duckdb-{os.getpid()}")
-            self.con.execute(f"SET temp_directory = {literal(spill)}")
+            self.con.execute(f"SET temp_directory = {literal(os.path.join(work, 'spill'))}")
             listing = ", ".join(literal(f) for f in files)
             self._from = f"read_parquet([{listing}])"
         else:
@@ -103,7 +108,7 @@ class DuckDBSource:
         """Define a code column (0-based level index in sorted order) for ``factors``."""
         self.groups.append((code, factors))
         if self.con is not None:  # own connection: number the levels once, in a table
-            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {code} AS {self._level_query(factors)}")
+            self.con.execute(f"CREATE OR REPLACE TABLE {code} AS {self._level_query(factors)}")
 
     def _level_query(self, factors: tuple[str, ...]) -> str:
         cols = ", ".join(quote(f) for f in factors)
@@ -120,13 +125,14 @@ class DuckDBSource:
             parts += [f"({float(b)!r}) * {self._expr(c)}" for c, b in self.shift if b != 0]
             return "(" + " - ".join(parts) + ")"
         if not base.atoms:
-            return "1.0"
+            return "CAST(1 AS DOUBLE)"  # a bare 1.0 is a DECIMAL in DuckDB
         terms = []
         for col, level in base.atoms:
             if level is None:
                 terms.append(f"CAST(r.{quote(col)} AS DOUBLE)")
             else:
-                terms.append(f"(CASE WHEN r.{quote(col)} = {literal(level)} THEN 1.0 ELSE 0.0 END)")
+                terms.append(f"(CASE WHEN r.{quote(col)} = {literal(level)} THEN CAST(1 AS DOUBLE) "
+                             "ELSE CAST(0 AS DOUBLE) END)")
         return " * ".join(terms)
 
     def sums_sql(self, keys: list[str], pairs: list[tuple]) -> str:
@@ -165,7 +171,11 @@ class DuckDBSource:
     def create_table(self, name: str, sql: str) -> None:
         """Keep a query's result in a temporary table (DuckDB spills it when memory is
         short); own connection only."""
-        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {sql}")
+        self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
+
+    def execute(self, sql: str) -> None:
+        """Run a statement (own connection only)."""
+        self.con.execute(sql)
 
     def drop_table(self, name: str) -> None:
         """Drop a table made by :meth:`create_table`."""
@@ -175,10 +185,18 @@ class DuckDBSource:
                ) -> Iterator[dict[str, np.ndarray]]:
         """A query's rows in batches of about ``batch_rows`` (default :data:`STREAM_ROWS`), as
         numpy columns (the result is never held whole in Python); own connection only."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
         batch_rows = batch_rows or STREAM_ROWS
         rel = self.con.sql(sql)
         reader = (rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader")
                   else rel.fetch_record_batch(batch_rows))
         for batch in reader:
-            yield {name: batch.column(i).to_numpy(zero_copy_only=False)
-                   for i, name in enumerate(batch.schema.names)}
+            out = {}
+            for i, name in enumerate(batch.schema.names):
+                col = batch.column(i)
+                if pa.types.is_decimal(col.type):  # never Python Decimal objects
+                    col = pc.cast(col, pa.float64())
+                out[name] = col.to_numpy(zero_copy_only=False)
+            yield out
