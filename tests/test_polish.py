@@ -155,3 +155,21 @@ def test_residual_structure_fit_polished(sleep):
     assert res.optsum.polish_status is not None and plain.optsum.polish_status is None
     assert res.objective <= plain.objective + 1e-14 * plain.objective
     assert res.residual_params == pytest.approx(plain.residual_params, rel=1e-3)
+
+
+@pytest.mark.parametrize("n_agq", [0, 1])
+def test_glmm_polish(n_agq):
+    cbpp = mixedfx.datasets.load("cbpp")
+    formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    plain = mixedfx.glmm(formula, cbpp, n_agq=n_agq)
+    res = mixedfx.glmm(formula, cbpp, n_agq=n_agq, control={"polish": True})
+    opt = res.optsum
+    assert plain.optsum.polish_status is None
+    assert opt.polish_status is not None and opt.polish_feval > 0
+    assert res.deviance <= plain.deviance + 1e-12 * plain.deviance
+    np.testing.assert_allclose(res.fixef, plain.fixef, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(res.se, plain.se, rtol=1e-4)
+    if n_agq:
+        assert res.vcov_method == "hessian"
+    with pytest.raises(ValueError, match="use optimizer, .*polish"):
+        mixedfx.glmm(formula, cbpp, control={"polsh": True})

@@ -239,3 +239,38 @@ def polish(fun: Callable[[np.ndarray], float], x: np.ndarray, lower: np.ndarray 
     if not steps:
         return x0, (f_start if fx is None else float(fx)), info
     return x_cur, f_cur, info
+
+
+def central_hessian(fun: Callable[[np.ndarray], float], x: np.ndarray,
+                    step: float | np.ndarray) -> np.ndarray:
+    """Finite-difference Hessian with O(h^2) error: 1 + n + n^2 evaluations.
+
+    Diagonal (f(x+h_i) - 2 f(x) + f(x-h_i)) / h_i^2; off-diagonal from the axis points and two
+    more per pair, (f(x+h_i+h_j) - f(x+h_i) - f(x+h_j) + 2 f(x) - f(x-h_i) - f(x-h_j) +
+    f(x-h_i-h_j)) / (2 h_i h_j) (symmetric, so odd-order errors cancel; four-point central
+    differences need 2n^2 evaluations). In coordinates where the objective's curvature is
+    O(1) (units of standard errors), a step of 5e-2 leaves rounding noise of ~1e-12 / h^2
+    and truncation of ~h^2 times the fourth derivative: both far below forward differences'
+    O(h) at 1e-4.
+
+    Parameters
+    ----------
+    fun : callable
+    x : numpy.ndarray
+    step : float or numpy.ndarray
+        Absolute step per coordinate.
+    """
+    x = np.asarray(x, float)
+    n = len(x)
+    E = np.diag(np.broadcast_to(np.asarray(step, float), (n,)))
+    h = np.diag(E)
+    f0 = float(fun(x))
+    fp = np.array([float(fun(x + E[i])) for i in range(n)])
+    fm = np.array([float(fun(x - E[i])) for i in range(n)])
+    H = np.diag((fp - 2 * f0 + fm) / h**2)
+    for i in range(n):
+        for j in range(i):
+            f_pp, f_mm = float(fun(x + E[i] + E[j])), float(fun(x - E[i] - E[j]))
+            H[i, j] = H[j, i] = ((f_pp - fp[i] - fp[j] + 2 * f0 - fm[i] - fm[j] + f_mm)
+                                 / (2 * h[i] * h[j]))
+    return H

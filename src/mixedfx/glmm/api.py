@@ -52,7 +52,9 @@ def glmm(formula: str, data: object, *, family: str | Family = "binomial",
     control : dict, optional
         ``optimizer`` ("bobyqa" or "newuoa"), ``xtol_abs``, ``maxeval``, ``hessian``
         (standard errors from the finite-difference Hessian: default when fewer than 10,000
-        observations, as lme4).
+        observations, as lme4), ``polish`` (True: Newton steps after the optimizer and a
+        central-difference Hessian, see :func:`mixedfx.glmm.laplace.fit_laplace`; default
+        False).
     data_name : str, optional
         Name of the data shown in the summary.
 

@@ -9,6 +9,10 @@
    of the deviance in (theta, beta): vcov(beta) = the beta block of 2 H^-1, as lme4 does
    by default for fits with fewer than 10,000 observations; otherwise (or when the Hessian
    is not positive definite) from the penalized system at the optimum.
+4. With ``control={"polish": True}``: Newton steps with finite-difference derivatives after
+   the last stage (:mod:`mixedfx.polish`), and the Hessian of 3 by central differences at
+   step 5e-2 in the whitened coordinates, so that the estimates and standard errors are
+   fixed by the deviance to its rounding noise (in memory and out of core agree to 1e-8).
 """
 
 from __future__ import annotations
@@ -19,12 +23,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConvergenceWarning
-from ..optimize import OptSummary, minimize
+from ..optimize import OptSummary, minimize, polish_optimum
+from ..polish import central_hessian
 from .model import GlmmModel
 from .pirls import PirlsEngine, PirlsError, PirlsState
 
 HESSIAN_NOBS_MAX = 10_000
 HESSIAN_STEP = 1e-4
+# With polish, the Hessian for standard errors is central (polish.central_hessian, O(h^2)),
+# in the optimizer's coordinates (units of standard errors): at 5e-2 its rounding noise
+# (1e-12 / h^2) leaves standard errors reproducible to ~1e-9 (in memory vs out of core; ~1e-8
+# at 1e-2) and its truncation moves them by ~1e-6 relative (BERN and slope models of
+# tests/test_outofcore_glmm.py, against four-point central differences at 1e-2), less than
+# the forward differences' O(h) error at 1e-4 (1e-5 to 3e-5 there)
+POLISH_HESSIAN_STEP = 5e-2
+# The polish works in the optimizer's coordinates, units of standard errors: a step of 1e-3
+# there cuts the gradient's rounding noise tenfold from 1e-4 (truncation ~1e-7 f''' stays
+# far below), and two Newton steps reach that noise from BOBYQA's 1e-4 stop (a third only
+# moves within it)
+POLISH = {"step": 1e-3, "max_iter": 2}
 STAGE0_UTOL = 1e-5
 
 
@@ -235,7 +252,10 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     control : dict, optional
         ``optimizer`` ("bobyqa"), ``xtol_abs`` (1e-4, in theta and whitened beta),
         ``ftol_abs`` (0), ``initial_step`` (0.1), ``maxeval``, ``hessian`` (None: when
-        fewer than 10,000 observations, as lme4; True / False to force).
+        fewer than 10,000 observations, as lme4; True / False to force), ``polish`` (False;
+        True for Newton steps with finite-difference derivatives after the final stage, see
+        :mod:`mixedfx.polish`, in its coordinates: theta and whitened beta for nAGQ = 1,
+        theta for nAGQ = 0; a dict passes settings to :func:`mixedfx.polish.polish`).
     theta0, beta0 : numpy.ndarray, optional
         Starting values (display-order theta); the GLM's beta and theta = identity by default.
     engine_factory : callable, optional
@@ -258,9 +278,12 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     ftol_abs = settings.pop("ftol_abs", 0.0)
     step2 = settings.pop("initial_step", 0.1)
     maxeval = settings.pop("maxeval", 100_000)
+    polish = settings.pop("polish", False)
+    polish_settings = dict(POLISH, **(polish if isinstance(polish, dict) else {}))
     if settings:
         raise ValueError(f"unknown control setting(s) {', '.join(sorted(settings))}; use "
-                         "optimizer, xtol_abs, ftol_abs, initial_step, maxeval, hessian")
+                         "optimizer, xtol_abs, ftol_abs, initial_step, maxeval, hessian, "
+                         "polish")
     lower_theta = model.theta_lower
     start_theta = model.theta_initial if theta0 is None else np.asarray(theta0, float)
     start_beta = glm_beta(model) if beta0 is None else np.asarray(beta0, float)
@@ -280,6 +303,10 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     opt0 = minimize(obj0, start_theta, lower_theta, optimizer=optimizer,
                     initial_step=0.2 if theta0 is None else 0.05,
                     xtol_abs=1e-2 if n_agq else xtol, maxeval=maxeval)
+    if polish and not n_agq:
+        obj0.utol, obj0.u = None, None  # the final estimates: modes at full tolerance
+        opt0 = polish_optimum(opt0, obj0, _polish_lower(optimizer, lower_theta),
+                              **polish_settings)
     theta_hat = np.asarray(opt0.final)
     try:
         if not n_agq:  # the final estimates: modes from zero at full tolerance
@@ -316,6 +343,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
     opt = minimize(obj, x0, lower, optimizer=optimizer, initial_step=step2, xtol_abs=xtol,
                    ftol_abs=ftol_abs,
                    maxeval=maxeval)
+    if polish:
+        opt = polish_optimum(opt, obj, _polish_lower(optimizer, lower), **polish_settings)
     _warn_optimizer(opt, obj)
     x = np.asarray(opt.final)
     theta, beta = obj.split(x)
@@ -334,7 +363,16 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
             obj.u = u
 
         obj.u = state.u
-        H = hessian(unscaled, np.concatenate([theta, beta]), modes=(lambda: obj.u, put))
+        if polish:
+            # central differences in the optimizer's coordinates (units of standard errors),
+            # step POLISH_HESSIAN_STEP, mapped back: z = z0 + J x, H_z = J^-T H_x J^-1.
+            # Forward differences at step 1e-4 carry ~1e-5 relative rounding noise from the
+            # deviance's 1e-15 (1e-12 / h^2), which a fit polished to 1e-9 would keep in its
+            # standard errors
+            Jinv = np.linalg.inv(_block_diag(np.diag(tscale), scale))
+            H = Jinv.T @ central_hessian(obj, x, POLISH_HESSIAN_STEP) @ Jinv
+        else:
+            H = hessian(unscaled, np.concatenate([theta, beta]), modes=(lambda: obj.u, put))
         obj.u = state.u
         try:
             Hinv = np.linalg.inv(H)
@@ -353,6 +391,19 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
         vcov = _pls_vcov(engine0)
     return LaplaceFit(theta=theta, beta=beta, state=state, deviance=dev, vcov=vcov,
                       vcov_method=how, opt0=opt0, opt=opt, engine=engine, hessian=H)
+
+
+def _block_diag(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.zeros((a.shape[0] + b.shape[0], a.shape[1] + b.shape[1]))
+    out[: a.shape[0], : a.shape[1]] = a
+    out[a.shape[0] :, a.shape[1] :] = b
+    return out
+
+
+def _polish_lower(optimizer: str, lower: np.ndarray) -> np.ndarray | None:
+    """Bounds of the polish: the optimizer's (BOBYQA), none after NEWUOA (which ignores
+    them; the deviance is even in each column's sign of the relative factor)."""
+    return None if optimizer == "newuoa" else lower
 
 
 def _warn_optimizer(opt: OptSummary, obj: _Objective) -> None:
