@@ -165,7 +165,7 @@ def test_glmm_polish(n_agq):
     res = mixedfx.glmm(formula, cbpp, n_agq=n_agq, control={"polish": True})
     opt = res.optsum
     assert plain.optsum.polish_status is None
-    assert opt.polish_status is not None and opt.polish_feval > 0
+    assert opt.polish_status in ("converged", "max_iter") and opt.polish_steps > 0
     assert res.deviance <= plain.deviance + 1e-12 * plain.deviance
     np.testing.assert_allclose(res.fixef, plain.fixef, rtol=0, atol=1e-4)
     np.testing.assert_allclose(res.se, plain.se, rtol=1e-4)
