@@ -254,3 +254,25 @@ def test_compact_labels_of_many_levels(fits, frame, parquet_glob, formula, monke
     want = pd.read_parquet(ref.write_fitted(tmp_path / "ref.parquet"))
     np.testing.assert_allclose(out.sort_values("rid").fitted, want.sort_values("rid").fitted,
                                rtol=1e-5, atol=1e-7)
+
+
+def test_duckdb_out_of_memory_says_what_to_do(parquet_glob):
+    with pytest.raises(MemoryError, match="memory_limit="):
+        lmm_outofcore(SCALAR, parquet_glob, memory_limit="64KB", blocks_on_disk=True)
+
+
+def test_duckdb_idles_between_queries(fits, frame, tmp_path):
+    """After aggregating, DuckDB is left with a small memory limit (its buffers handed back)
+    and write_fitted gets the full limit for its query, then idles DuckDB again."""
+    res = fits[VECTOR, "parquet-disk"]
+    source = res.model.writer[0]
+
+    def limit() -> str:
+        return source.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+
+    idle = limit()
+    res.write_fitted(tmp_path / "f.parquet")
+    assert limit() == idle
+    source.active()
+    assert limit() != idle
+    source.idle()

@@ -125,6 +125,8 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
                               [codes[k] for k in model_terms],
                               [terms[k].nlevels for k in model_terms], xcols, n,
                               on_disk=on_disk)
+    if hasattr(source, "idle"):  # DuckDB hands back its buffers while the optimizer runs
+        source.idle()
     t1 = time.perf_counter()
     model = AggregatedModel(parsed.text, terms, tuple(c.name for c in xcols), blocks,
                             beta_shift, reml, total - n,

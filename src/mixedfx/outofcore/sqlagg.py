@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -15,6 +16,21 @@ from .terms import Column
 
 Y = "__y__"  # base column: the response minus X @ beta_shift
 STREAM_ROWS = 1_000_000  # rows per batch when a result is streamed
+MEMORY_LIMIT = "1GB"  # DuckDB's default memory limit here (measured enough at 100M rows)
+IDLE_MEMORY_LIMIT = "64MB"  # while the optimizer runs: DuckDB hands its buffers back
+
+
+@contextmanager
+def out_of_memory_hint() -> Iterator[None]:
+    """Re-raise DuckDB's out-of-memory error with what to do about it."""
+    import duckdb
+
+    try:
+        yield
+    except duckdb.OutOfMemoryException as err:
+        raise MemoryError(f"DuckDB ran out of its memory limit: {err}. Pass a larger "
+                          "memory_limit (e.g. memory_limit='4GB') or fewer threads "
+                          "(threads=1) to the out-of-core fit") from err
 
 
 def quote(name: str) -> str:
@@ -43,7 +59,9 @@ class DuckDBSource:
     used : list of str
         Columns the model uses (rows with a NULL in any are dropped).
     threads, memory_limit : optional
-        DuckDB settings for the Parquet connection.
+        DuckDB settings for the Parquet connection; the memory limit defaults to
+        :data:`MEMORY_LIMIT` (DuckDB spills to disk beyond it; its own default is 80% of
+        the machine's memory).
     """
 
     def __init__(self, *, files=None, relation=None, used: list[str],
@@ -63,8 +81,8 @@ class DuckDBSource:
             self.con = duckdb.connect(os.path.join(work, "work.duckdb"))
             if threads:
                 self.con.execute(f"SET threads = {int(threads)}")
-            if memory_limit:
-                self.con.execute(f"SET memory_limit = '{memory_limit}'")
+            self.memory_limit = memory_limit or MEMORY_LIMIT
+            self.active()
             self.con.execute("SET preserve_insertion_order = false")
             self.con.execute(f"SET temp_directory = {literal(os.path.join(work, 'spill'))}")
             listing = ", ".join(literal(f) for f in files)
@@ -73,10 +91,22 @@ class DuckDBSource:
             self.con = None
             self._from = "src"
 
-    def _run(self, sql: str) -> dict[str, np.ndarray]:
+    def active(self) -> None:
+        """Give DuckDB its memory limit back (after :meth:`idle`)."""
         if self.con is not None:
-            return self.con.execute(sql).fetchnumpy()
-        return self.relation.query("src", sql).fetchnumpy()
+            self.con.execute(f"SET memory_limit = {literal(self.memory_limit)}")
+
+    def idle(self) -> None:
+        """Make DuckDB return its buffers (tables go to the database file) while the fit
+        runs without it; :meth:`active` before the next query."""
+        if self.con is not None:
+            self.con.execute(f"SET memory_limit = {literal(IDLE_MEMORY_LIMIT)}")
+
+    def _run(self, sql: str) -> dict[str, np.ndarray]:
+        with out_of_memory_hint():
+            if self.con is not None:
+                return self.con.execute(sql).fetchnumpy()
+            return self.relation.query("src", sql).fetchnumpy()
 
     def _complete(self) -> str:
         return " AND ".join(f"{quote(c)} IS NOT NULL" for c in self.used) or "TRUE"
@@ -101,14 +131,16 @@ class DuckDBSource:
         """Distinct values of ``factors`` among complete rows, sorted, as an Arrow table."""
         cols = ", ".join(quote(f) for f in factors)
         sql = f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}"
-        rel = self.con.sql(sql) if self.con is not None else self.relation.query("src", sql)
-        return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
+        with out_of_memory_hint():
+            rel = (self.con.sql(sql) if self.con is not None
+                   else self.relation.query("src", sql))
+            return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
     def add_group(self, code: str, factors: tuple[str, ...]) -> None:
         """Define a code column (0-based level index in sorted order) for ``factors``."""
         self.groups.append((code, factors))
         if self.con is not None:  # own connection: number the levels once, in a table
-            self.con.execute(f"CREATE OR REPLACE TABLE {code} AS {self._level_query(factors)}")
+            self.create_table(code, self._level_query(factors))
 
     def _level_query(self, factors: tuple[str, ...]) -> str:
         cols = ", ".join(quote(f) for f in factors)
@@ -171,11 +203,13 @@ class DuckDBSource:
     def create_table(self, name: str, sql: str) -> None:
         """Keep a query's result in a temporary table (DuckDB spills it when memory is
         short); own connection only."""
-        self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
+        with out_of_memory_hint():
+            self.con.execute(f"CREATE OR REPLACE TABLE {name} AS {sql}")
 
     def execute(self, sql: str) -> None:
         """Run a statement (own connection only)."""
-        self.con.execute(sql)
+        with out_of_memory_hint():
+            self.con.execute(sql)
 
     def drop_table(self, name: str) -> None:
         """Drop a table made by :meth:`create_table`."""
@@ -185,13 +219,18 @@ class DuckDBSource:
                ) -> Iterator[dict[str, np.ndarray]]:
         """A query's rows in batches of about ``batch_rows`` (default :data:`STREAM_ROWS`), as
         numpy columns (the result is never held whole in Python); own connection only."""
+        batch_rows = batch_rows or STREAM_ROWS
+        with out_of_memory_hint():
+            rel = self.con.sql(sql)
+            reader = (rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader")
+                      else rel.fetch_record_batch(batch_rows))
+            yield from self._batches(reader)
+
+    @staticmethod
+    def _batches(reader) -> Iterator[dict[str, np.ndarray]]:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        batch_rows = batch_rows or STREAM_ROWS
-        rel = self.con.sql(sql)
-        reader = (rel.to_arrow_reader(batch_rows) if hasattr(rel, "to_arrow_reader")
-                  else rel.fetch_record_batch(batch_rows))
         for batch in reader:
             out = {}
             for i, name in enumerate(batch.schema.names):

@@ -58,7 +58,11 @@ def write_fitted(res, path: str | os.PathLike) -> str:
         fitted = " + ".join(parts)
         sql = (f"SELECT r.*, {fitted} AS fitted, CAST(r.{quote(parsed.response)} AS DOUBLE) "
                f"- ({fitted}) AS residual FROM {source._rows()} r {' '.join(joins)}")
-        con.execute(f"COPY ({sql}) TO {_lit(path)} (FORMAT parquet)")
+        source.active()
+        try:
+            con.execute(f"COPY ({sql}) TO {_lit(path)} (FORMAT parquet)")
+        finally:
+            source.idle()
         return path
     return _write_dask(source, parsed, xcols, zcols, beta, tables, path)
 
