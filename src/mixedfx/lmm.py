@@ -313,14 +313,18 @@ def varcorr_frame(rows: list[tuple]) -> pd.DataFrame:
 
 
 def _ranef(terms: list[ReTerm], perm: list[int], sol: PlsSolution, sigma: float):
+    """Conditional modes, sds and covariances by group. Consumes ``sol``: its arrays become
+    the frames' data and its conditional covariances are scaled by sigma^2 in place (no
+    copies: out of core they have one row per user, tens of millions)."""
     by_group: dict[str, list] = {}
     for pos, k in enumerate(perm):
         t = terms[k]
         index = _labels(t.levels).rename(t.group)
-        mode = pd.DataFrame(sol.b[pos], index=index, columns=_labels(t.columns))
-        cov = sigma**2 * sol.cond_cov[pos]
+        mode = pd.DataFrame(sol.b[pos], index=index, columns=_labels(t.columns), copy=False)
+        cov = sol.cond_cov[pos]
+        cov *= sigma**2
         sd = pd.DataFrame(np.sqrt(np.einsum("jaa->ja", cov)), index=mode.index,
-                          columns=mode.columns)
+                          columns=mode.columns, copy=False)
         by_group.setdefault(t.group, []).append((k, mode, sd, cov))
     ranef, ranef_sd, ranef_cov = {}, {}, {}
     for g, items in sorted(by_group.items(), key=lambda kv: min(i[0] for i in kv[1])):

@@ -178,8 +178,7 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
     S = S + np.tril(S, -1).T
     nterm = len(b.dims)
     l1, p1 = b.nlevels[0], b.dims[0]
-    A11 = b.first_A11()
-    ztz: list[np.ndarray] = [A11]
+    ztz: list[np.ndarray | None] = [None]  # the first term's: read chunk by chunk
     ztr: list[np.ndarray] = [np.zeros((l1, p1))]
     for ch in b.level_chunks(A21_CHUNK):
         lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
@@ -198,6 +197,13 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
     sigma2 = rwr / max(n - p, 1)
     for k in sorted(range(nterm), key=lambda k: b.nlevels[k]):
         d = b.dims[k]
+        if k == 0:  # by chunks of levels, carrying into the other terms' Z'Wr through A21
+            first = _first_term_moments(b, ztr, cols, rwr)
+            if first is None:
+                continue
+            covariances[0], within, rwr = first
+            sigma2 = within
+            continue
         coef, inv, ok = _fits_from_sums(ztz[k], ztr[k])
         nok = len(inv)
         if nok < 3:
@@ -208,32 +214,67 @@ def moment_start_blocks(blocks) -> tuple[list[np.ndarray | None], float]:
             continue
         covariances[k], s = moments  # s: the shrunken level fits removed from r
         rwr += -2.0 * float(np.sum(s * ztr[k])) + float(np.einsum("ja,jab,jb->", s, ztz[k], s))
-        if k == 0:  # carry into the other terms' Z'Wr through A21
-            for ch in b.level_chunks(A21_CHUNK):
-                lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
-                contrib = np.einsum("ea,ea->e", ch.val, s[lev])
-                ix = ch.idx
-                for r in range(1, nterm):
-                    c0, size = cols[r][0], len(cols[r])
-                    sel = (ix >= c0) & (ix < c0 + size)
-                    ztr[r] -= np.bincount(ix[sel] - c0, weights=contrib[sel],
-                                          minlength=size).reshape(ztr[r].shape)
-        else:
-            sflat = s.ravel()
-            c0, size = cols[k][0], len(cols[k])
-            for ch in b.level_chunks(A21_CHUNK):
-                lev = np.repeat(np.arange(ch.lo, ch.hi), np.diff(ch.ptr))
-                ix = ch.idx
-                sel = (ix >= c0) & (ix < c0 + size)
-                wsel = sflat[ix[sel] - c0]
-                for a in range(p1):
-                    ztr[0][:, a] -= np.bincount(lev[sel], weights=ch.val[sel, a] * wsel,
-                                                minlength=l1)
-            for r in range(1, nterm):
-                if r != k:
-                    ztr[r] -= (S[np.ix_(cols[r], cols[k])] @ sflat).reshape(ztr[r].shape)
+        # carry into the first term's Z'Wr through A21, and into the other terms' through A22
+        sflat = s.ravel()
+        c0, size = cols[k][0], len(cols[k])
+        for ch in b.level_chunks(A21_CHUNK):
+            lev = np.repeat(np.arange(ch.hi - ch.lo), np.diff(ch.ptr))
+            ix = ch.idx
+            sel = (ix >= c0) & (ix < c0 + size)
+            wsel = sflat[ix[sel] - c0]
+            for a in range(p1):
+                ztr[0][ch.lo : ch.hi, a] -= np.bincount(
+                    lev[sel], weights=ch.val[sel, a] * wsel, minlength=ch.hi - ch.lo)
+        for r in range(1, nterm):
+            if r != k:
+                ztr[r] -= (S[np.ix_(cols[r], cols[k])] @ sflat).reshape(ztr[r].shape)
         sigma2 = within
     return covariances, max(sigma2, 1e-300)
+
+
+def _first_term_moments(b, ztr: list[np.ndarray], cols: list, rwr: float
+                        ) -> tuple[np.ndarray, float, float] | None:
+    """The first term's step of :func:`moment_start_blocks` over chunks of its levels (it
+    may have tens of millions): the same estimates as :func:`_moment_cov` from sums, then a
+    second pass removing the shrunken level fits from r'Wr and, through A21, from the other
+    terms' Z'Wr (``ztr`` updated in place). (covariance, within variance, new r'Wr) or None.
+    """
+    d, n, nterm = b.dims[0], b.n, len(b.dims)
+    ztr0 = ztr[0]
+    nok, fit = 0, 0.0
+    s1, s2, sinv = np.zeros(d), np.zeros((d, d)), np.zeros((d, d))
+    for ch in b.level_chunks(A21_CHUNK):
+        coef, inv, ok = _fits_from_sums(ch.A11, ztr0[ch.lo : ch.hi])
+        c = coef[ok]
+        nok += len(c)
+        s1 += c.sum(axis=0)
+        s2 += c.T @ c
+        sinv += inv.sum(axis=0)
+        fit += float(np.sum(c * ztr0[ch.lo : ch.hi][ok]))
+    if nok < 3:
+        return None
+    within = (rwr - fit) / max(n - nok * d, 1)
+    mean = s1 / nok
+    cov = (s2 - nok * np.outer(mean, mean)) / (nok - 1) - within * sinv / nok
+    if not np.all(np.isfinite(cov)):
+        return None
+    var = np.maximum(np.diag(cov), 0.0)
+    for ch in b.level_chunks(A21_CHUNK):
+        z = ztr0[ch.lo : ch.hi]
+        coef, inv, ok = _fits_from_sums(ch.A11, z)
+        shrink = np.zeros_like(coef)
+        shrink[ok] = var / (var + within * np.einsum("gaa->ga", inv) + 1e-300)
+        s = shrink * coef
+        rwr += -2.0 * float(np.sum(s * z)) + float(np.einsum("ja,jab,jb->", s, ch.A11, s))
+        lev = np.repeat(np.arange(ch.hi - ch.lo), np.diff(ch.ptr))
+        contrib = np.einsum("ea,ea->e", ch.val, s[lev])
+        ix = ch.idx
+        for r in range(1, nterm):
+            c0, size = cols[r][0], len(cols[r])
+            sel = (ix >= c0) & (ix < c0 + size)
+            ztr[r] -= np.bincount(ix[sel] - c0, weights=contrib[sel],
+                                  minlength=size).reshape(ztr[r].shape)
+    return cov, within, rwr
 
 
 def _relative_factor(cov: np.ndarray) -> np.ndarray:
