@@ -37,10 +37,10 @@ HESSIAN_STEP = 1e-4
 # tests/test_outofcore_glmm.py, against four-point central differences at 1e-2), less than
 # the forward differences' O(h) error at 1e-4 (1e-5 to 3e-5 there)
 POLISH_HESSIAN_STEP = 5e-2
-# The polish works in the optimizer's coordinates, units of standard errors: a step of 1e-3
-# there cuts the gradient's rounding noise tenfold from 1e-4 (truncation ~1e-7 f''' stays
-# far below), and two Newton steps reach that noise from BOBYQA's 1e-4 stop (a third only
-# moves within it)
+# The polish works in the optimizer's coordinates, units of standard errors, with its default
+# fourth-order gradient at step 1e-3 (BERN and slope models: within 4e-10 of the polish at
+# 3e-3, BOBYQA's stop 3e-7 to 7e-7 away; second-order at 1e-3 would be 1e-8 off), and two
+# Newton steps reach the noise from BOBYQA's 1e-4 stop (a third only moves within it)
 POLISH = {"step": 1e-3, "max_iter": 2}
 STAGE0_UTOL = 1e-5
 
@@ -305,8 +305,8 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
                     xtol_abs=1e-2 if n_agq else xtol, maxeval=maxeval)
     if polish and not n_agq:
         obj0.utol, obj0.u = None, None  # the final estimates: modes at full tolerance
-        # raw theta here: the default relative step (1e-3 would bias the central gradient
-        # by h^2 f'''/6, cbpp: 4e-5, enough to point uphill)
+        # raw theta here, the polish's defaults (a second-order gradient at 1e-3 was biased
+        # by h^2 f'''/6 = 4e-5 on cbpp, enough to point uphill; the fourth-order one is not)
         opt0 = polish_optimum(opt0, obj0, _polish_lower(optimizer, lower_theta),
                               **polish_user)
     theta_hat = np.asarray(opt0.final)
