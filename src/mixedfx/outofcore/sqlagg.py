@@ -16,7 +16,7 @@ from .terms import Column
 
 Y = "__y__"  # base column: the response minus X @ beta_shift
 STREAM_ROWS = 1_000_000  # rows per batch when a result is streamed
-MEMORY_LIMIT = "1GB"  # DuckDB's default memory limit here (measured enough at 100M rows)
+MEMORY_LIMIT = "512MB"  # DuckDB's default memory limit here (enough at 100M rows, measured)
 IDLE_MEMORY_LIMIT = "64MB"  # while the optimizer runs: DuckDB hands its buffers back
 
 
