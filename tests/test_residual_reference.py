@@ -17,8 +17,7 @@ from .conftest import load_reference
 
 
 def ovary() -> object:
-    """Ovary with R's sin(2*pi*Time), cos(2*pi*Time) as columns (the engine's formula
-    language does not evaluate R's ``pi``)."""
+    """Ovary with R's sin(2*pi*Time), cos(2*pi*Time) also as columns (sin2, cos2)."""
     d = datasets.load("Ovary")
     d["sin2"] = np.sin(2 * np.pi * d.Time)
     d["cos2"] = np.cos(2 * np.pi * d.Time)
@@ -59,6 +58,15 @@ def test_ovary_ar1_reml():
     assert res.npar == 3 + 1 + 1 + 1  # beta, theta, sigma, Phi
     sd = res.varcorr.set_index("group").sdcor
     assert sd["Mare"] == pytest.approx(ref["random_sd"]["(Intercept)"], rel=1e-3)
+
+
+def test_ovary_ar1_with_r_functions_in_the_formula():
+    """nlme's own formula, R's functions and pi evaluated, terms named as R prints them."""
+    ref = load_reference("ovary_ar1")
+    res = mixedfx.lmm("follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)",
+                      datasets.load("Ovary"), correlation=mixedfx.AR1(group="Mare"))
+    assert list(res.fixef.index) == list(ref["fixef"])
+    check(res, ref)
 
 
 def test_ovary_ar1_default_group_is_the_random_factor():
