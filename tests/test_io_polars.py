@@ -1,4 +1,5 @@
-"""Polars DataFrames are accepted wherever pandas ones are, with the same answers."""
+"""Input types: polars DataFrames are accepted wherever pandas ones are, with the same
+answers; a path given as data names Parquet files."""
 
 from __future__ import annotations
 
@@ -65,3 +66,16 @@ def test_glmm_predictions_of_polars_new_data():
         np.testing.assert_allclose(
             fit.predict(pl.from_pandas(new), kind=kind, scale="response"),
             fit.predict(new, kind=kind, scale="response"), rtol=1e-12)
+
+
+def test_csv_path_as_data_is_refused_with_a_clear_message(tmp_path):
+    """A path given to lmm/glmm names Parquet files (read out of core); a CSV is refused by
+    name, with how to pass it, instead of pyarrow's error."""
+    pytest.importorskip("duckdb")
+    pytest.importorskip("pyarrow")
+    path = tmp_path / "cbpp.csv"
+    mixedfx.datasets.load("cbpp").to_csv(path, index=False)
+    with pytest.raises(mixedfx.DataError, match=r"cbpp\.csv' is not a Parquet file.*read_csv"):
+        mixedfx.lmm("incidence ~ period + (1 | herd)", str(path))
+    with pytest.raises(mixedfx.DataError, match=r"cbpp\.csv' is not a Parquet file"):
+        mixedfx.glmm("incidence ~ period + (1 | herd)", path, family="poisson")

@@ -25,6 +25,18 @@ def parquet_files(path: str | os.PathLike) -> list[str]:
     return files
 
 
+def _schema(pq, path: str):
+    """The Parquet schema of ``path``; a DataError when it is not a Parquet file (a CSV)."""
+    import pyarrow as pa
+
+    try:
+        return pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise DataError(f"'{path}' is not a Parquet file ({exc}): a path given as data must "
+                        "name Parquet files; read a CSV file with pandas.read_csv or "
+                        "polars.read_csv and pass the data frame") from None
+
+
 def check_schemas(files: list[str], columns: list[str]) -> dict[str, str]:
     """Check every file has ``columns`` with one type across files; return column -> type.
 
@@ -36,7 +48,7 @@ def check_schemas(files: list[str], columns: list[str]) -> dict[str, str]:
     types: dict[str, dict[str, list[str]]] = {c: {} for c in columns}
     missing: dict[str, list[str]] = {}
     for f in files:
-        schema = pq.read_schema(f)
+        schema = _schema(pq, f)
         names = set(schema.names)
         for c in columns:
             if c not in names:
