@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -295,3 +296,28 @@ def test_glmm_confint_profile_and_bootstrap(capsys):
     assert main(argv + ["--confint", "bootstrap", "--nsim", "8", "--json"]) == 0
     boot = json.loads(capsys.readouterr().out)["confint"]
     assert boot["method"] == "bootstrap" and boot["names"] == ci["names"]
+
+
+def test_missing_matplotlib_exits_3_with_the_install_hint(tmp_path, monkeypatch, capsys):
+    """--plot without matplotlib: status 3 (a missing optional dependency), no image."""
+    for name in ("matplotlib", "matplotlib.figure"):
+        monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
+    out = tmp_path / "cat.png"
+    assert main(SLEEP_RI + ["--plot", "caterpillar", "--out", str(out), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "pip install 'mixedfx[plot]'" in err
+    assert not out.exists()
+
+
+def test_progress_of_bootstrap_and_profile_on_stderr(tmp_path, monkeypatch, capsys):
+    """Long work (bootstrap intervals, profiles) reports on stderr, never on stdout."""
+    monkeypatch.chdir(tmp_path)
+    assert main(SLEEP_RI + ["--confint", "bootstrap", "--nsim", "4", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "computing bootstrap intervals" in captured.err
+    assert "bootstrap intervals done" in captured.err
+    assert json.loads(captured.out)["confint"]["method"] == "bootstrap"
+    assert main(["fit", "Yield ~ 1 + (1 | Batch)", "--data", "Dyestuff", "--plot",
+                 "profile"]) == 0
+    err = capsys.readouterr().err
+    assert "profiling the likelihood" in err and "wrote profile.png" in err
