@@ -51,3 +51,20 @@ def test_navigation_and_index_link_existing_pages():
         assert (docs / target).exists(), f"mkdocs.yml lists {target}, which does not exist"
     for target in re.findall(r"\]\(([\w/]+\.md)\)", (docs / "index.md").read_text()):
         assert (docs / target).exists(), f"docs/index.md links {target}, which does not exist"
+
+
+def test_readme_worked_example_runs(tmp_path, monkeypatch):
+    """README's end-to-end example runs as printed and writes what its comments say."""
+    readme = (EXAMPLES.parents[1] / "README.md").read_text()
+    section = readme.split("## A worked example, end to end", 1)[1].split("\n## ", 1)[0]
+    (block,) = BLOCK.findall(section)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {"__name__": "__readme__"}
+    exec(compile(block, "README.md[worked example]", "exec"), namespace)  # noqa: S102
+    for image in ("shrinkage.png", "schools.png"):
+        assert (tmp_path / image).stat().st_size > 1000, image
+    import mixedfx
+
+    loaded = mixedfx.load(tmp_path / "slopes.mfx.json")
+    assert loaded.loglik == namespace["res"].loglik
+    assert list(loaded.ranef["school"].columns) == ["(Intercept)", "income"]
