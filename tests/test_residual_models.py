@@ -292,3 +292,19 @@ def test_summary_of_varpower_and_compsymm():
                        correlation=mixedfx.CompSymm("batch:cask")).summary()
     assert "Correlation Structure: Compound symmetry\n Formula: ~1 | batch:cask" in text
     assert "Rho" in text
+
+
+def test_docs_example_runs_and_prints_what_the_page_shows(capsys):
+    """docs/residual.md: its python block runs, and the summary holds the structure block
+    the page prints, line for line."""
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "residual.md").read_text()
+    (code,) = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    exec(compile(code, "docs/residual.md", "exec"), {})  # noqa: S102
+    out = capsys.readouterr().out
+    assert "{'Phi': 0.6074" in out and "\n6 " in out
+    shown = re.search(r"nlme's layout:\n\n```\n(.*?)```", page, flags=re.S).group(1)
+    assert shown.strip().splitlines()[0] == "Correlation Structure: AR(1)"
+    assert shown.strip() in out
