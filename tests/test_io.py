@@ -78,13 +78,68 @@ def test_categorical_weights_missing_and_crossed(tmp_path):
     assert loaded.n_dropped == 1
 
 
-def test_structured_result_round_trips_without_its_model(tmp_path):
-    ovary = mixedfx.datasets.load("Ovary")
-    res = mixedfx.lmm("follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)", ovary,
-                      correlation=mixedfx.AR1(group="Mare"))
-    loaded = mixedfx.load(res.save(tmp_path / "ovary.mfx.json"))
+OVARY = "follicles ~ sin(2*pi*Time) + cos(2*pi*Time) + (1 | Mare)"
+ORTHO = "distance ~ age + Sex + (1 | Subject)"
+
+
+def _structured(case: str) -> mixedfx.LmmResult:
+    load = mixedfx.datasets.load
+    if case == "ar1":
+        return mixedfx.lmm(OVARY, load("Ovary"), correlation=mixedfx.AR1(group="Mare"))
+    if case == "car1_ml":
+        return mixedfx.lmm(OVARY, load("Ovary"), reml=False,
+                           correlation=mixedfx.CAR1(group="Mare", time="Time"))
+    if case == "compsymm":
+        return mixedfx.lmm("strength ~ 1 + (1 | batch)", load("Pastes"),
+                           correlation=mixedfx.CompSymm("batch:cask"))
+    if case == "ar1_varident":
+        return mixedfx.lmm(ORTHO, load("Orthodont"), correlation=mixedfx.AR1(),
+                           variance=mixedfx.VarIdent("Sex", reference="Female"))
+    return mixedfx.lmm(ORTHO, load("Orthodont"), variance=mixedfx.VarPower())  # of fitted
+
+
+@pytest.mark.parametrize("case", ["ar1", "car1_ml", "compsymm", "ar1_varident",
+                                  "varpower_fitted"])
+def test_structured_result_round_trips_with_its_model(case, tmp_path):
+    """Every attribute, and the model: the structures are bound again on load, so the
+    loaded fit evaluates the same likelihood, simulates, predicts and refits as the fit."""
+    res = _structured(case)
+    loaded = mixedfx.load(res.save(tmp_path / f"{case}.mfx.json"))
     _assert_same(res, loaded)
     assert loaded.residual_params == res.residual_params
+    assert type(loaded.model) is type(res.model) and loaded.model.reml == res.model.reml
+    x = np.concatenate([res.theta, np.full(res.model.nstruct, 0.1)])
+    assert loaded.model.objective(x) == res.model.objective(x)
+    pd.testing.assert_frame_equal(loaded.simulate(2, seed=1), res.simulate(2, seed=1))
+    pd.testing.assert_series_equal(loaded.predict(), res.predict())
+    refit = loaded.model.fit()
+    assert refit.loglik == pytest.approx(res.loglik, rel=1e-10)
+    assert refit.residual_params == pytest.approx(res.residual_params, rel=1e-8)
+
+
+def test_loaded_structured_fits_compare_and_predict_new_levels(tmp_path):
+    ortho = mixedfx.datasets.load("Orthodont")
+    base = mixedfx.lmm(ORTHO, ortho)
+    hetero = _structured("ar1_varident")
+    back = [mixedfx.load(r.save(tmp_path / f"{k}.mfx.json"))
+            for k, r in (("base", base), ("hetero", hetero))]
+    pd.testing.assert_frame_equal(mixedfx.compare(*back).table,
+                                  mixedfx.compare(base, hetero).table)  # refitted by ML
+    new = ortho.head(4).assign(Subject=["N1", "N1", "N2", "N2"])
+    pd.testing.assert_series_equal(back[1].predict(new, allow_new_levels=True),
+                                   hetero.predict(new, allow_new_levels=True))
+
+
+def test_structure_on_a_date_column_loads_without_its_model(tmp_path):
+    """Time columns of dates are not a storable type: the fit saves and loads, and its
+    model says to refit when it is needed."""
+    rng = np.random.default_rng(2)
+    data = pd.DataFrame({"subj": np.repeat(np.arange(12), 6), "t": np.tile(np.arange(6), 12)})
+    data["y"] = rng.normal(size=len(data)) + rng.normal(size=12)[data.subj]
+    data["day"] = pd.Timestamp("2024-01-01") + pd.to_timedelta(data.t * 2, unit="D")
+    res = mixedfx.lmm("y ~ 1 + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "day"))
+    loaded = mixedfx.load(res.save(tmp_path / "dates.mfx.json"))
+    _assert_same(res, loaded)
     assert isinstance(loaded.model, MissingModel)
     with pytest.raises(mixedfx.DataError, match="refit the model"):
         loaded.model.objective(loaded.theta)

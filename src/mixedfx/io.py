@@ -24,8 +24,11 @@ Tagged forms (a JSON object with a single ``$`` key):
   table (results, optimizer summaries, designs).
 - ``{"$model": {...}}``: the LMM or GLMM a result was fitted from (formula, criterion or
   family, and design), so that a loaded result can still profile, bootstrap and predict on
-  new data. Models with residual structures are not stored; a loaded result then says so
-  when a method needs its model.
+  new data. A model with residual structures also stores the structures as given
+  (``AR1``, ``CAR1``, ``CompSymm``, ``VarIdent``, ``VarPower`` records), their columns for the
+  rows used, and the fitted values a ``VarPower("fitted")`` holds; loading binds them again.
+  Models that are not stored (out-of-core fits; structures on date or duration time
+  columns) load as a stand-in that says so when a method needs the model.
 - ``{"$family": {"name": ..., "link": ..., "theta": ...}}``: a GLMM's family object,
   rebuilt by name through :func:`mixedfx.families.get_family`.
 """
@@ -69,10 +72,13 @@ def _records() -> dict[str, type]:
     from .design.build import ModelDesign
     from .design.reterm import ReTerm
     from .optimize import OptSummary
+    from .residual import AR1, CAR1, CompSymm, VarIdent, VarPower
+    from .residual.model import StructureSource
     from .results import LmmResult
 
     table: dict[str, type] = {c.__name__: c for c in (LmmResult, OptSummary, ModelDesign,
-                                                       ReTerm)}
+                                                       ReTerm, AR1, CAR1, CompSymm, VarIdent,
+                                                       VarPower, StructureSource)}
     from .glmm.pql_result import PqlResult
     from .glmm.result import GlmmResult
 
@@ -168,6 +174,16 @@ def _encode_model(model: object) -> object:
     if type(model) is GlmmModel:
         return {"$model": {"formula": model.formula, "family": _encode_family(model.family),
                            "design": _encode(model.design)}}
+    source = getattr(model, "source", None)
+    if type(model).__name__ == "StructuredModel" and source is not None:
+        try:
+            structures = _encode(source)
+        except TypeError:  # e.g. a CAR1 time column of dates: not a storable type
+            return {"$model": {"kind": type(model).__name__}}
+        return {"$model": {"formula": model.formula, "reml": bool(model.reml),
+                           "design": _encode(model.design), "structures": structures,
+                           "fitted": _encode(model.fitted_cov),
+                           "precompute": bool(model.precompute)}}
     return {"$model": {"kind": type(model).__name__}}
 
 
@@ -280,6 +296,16 @@ def _decode_model(value: object) -> object:
 
         return GlmmModel.from_design(spec["formula"], _decode(spec["design"]),
                                      _decode_family(spec["family"]))
+    if "structures" in spec:
+        from .residual.model import StructuredModel, StructureSource
+
+        source = _decode(spec["structures"])
+        if not isinstance(source, StructureSource):
+            raise DataError("saved result is malformed: its residual structures are not a "
+                            "StructureSource record")
+        return StructuredModel.from_source(spec["formula"], _decode(spec["design"]),
+                                           bool(spec["reml"]), source,
+                                           _decode(spec["fitted"]), bool(spec["precompute"]))
     from .lmm import LmmModel
 
     return LmmModel(spec["formula"], _decode(spec["design"]), bool(spec["reml"]))

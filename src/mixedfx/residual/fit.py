@@ -16,7 +16,7 @@ from ..optimize import minimize, polish_optimum
 from ..results import LmmResult
 from ..start import STEP_RANGE
 from .base import BoundCorrelation, BoundVariance, Structure
-from .model import StructuredModel
+from .model import StructuredModel, StructureSource
 
 STRUCT_STEP = 0.3  # initial step of the structure parameters (unconstrained scale)
 MAX_OUTER = 50  # alternations for variance functions of the fitted values (nlme's maxIter)
@@ -117,7 +117,9 @@ def fit_structured(formula: str, data: object, *, reml: bool = True, weights: ob
         if not isinstance(b, BoundVariance):
             raise TypeError("variance= needs variance functions (VarIdent, VarPower), got "
                             f"{type(v).__name__}")
-    model = StructuredModel(parsed.text, design, reml, corr, varf)
+    source = StructureSource(correlation, tuple(structures[1 if corr is not None else 0 :]),
+                             frame, default)
+    model = StructuredModel(parsed.text, design, reml, corr, varf, source=source)
     return fit_model(model, optimizer=optimizer, control=control, data_name=data_name)
 
 

@@ -9,10 +9,11 @@ does (:func:`~mixedfx.linalg.pls.profiled_deviance`).
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 from ..design import ModelDesign
@@ -22,10 +23,40 @@ from ..linalg.pls import PlsFactorizer, profiled_deviance
 from ..linalg.solution import PlsSolution, solve
 from ..lmm import ThetaMap, display_order
 from ..start import moment_start
-from .base import BoundCorrelation, BoundVariance
+from .base import BoundCorrelation, BoundVariance, Structure
 from .blocks import GramBlocks, WhitenedDesign, term_matrix
 
 GRAM_MEMORY = 1 << 28  # bytes of precomputed dense remainders beyond which we whiten instead
+
+
+@dataclass(frozen=True, eq=False)
+class StructureSource:
+    """The structures as the user gave them and the rows they were bound to.
+
+    Enough to bind them again without the data (a saved fit keeps its model this way).
+
+    Attributes
+    ----------
+    correlation : Structure or None
+        The correlation structure (``AR1``, ``CAR1``, ``CompSymm``).
+    variances : tuple of Structure
+        The variance functions (``VarIdent``, ``VarPower``).
+    frame : pandas.DataFrame
+        The structures' columns (and the default grouping factor) of the rows used.
+    default_group : tuple of str or None
+        The grouping factor used when a structure names none.
+    """
+
+    correlation: Structure | None
+    variances: tuple
+    frame: pd.DataFrame
+    default_group: tuple[str, ...] | None
+
+    def bind(self) -> tuple[BoundCorrelation | None, list[BoundVariance]]:
+        """The bound correlation structure (or None) and variance functions."""
+        corr = (self.correlation.bind(self.frame, self.default_group)
+                if self.correlation is not None else None)
+        return corr, [v.bind(self.frame, self.default_group) for v in self.variances]
 
 
 def constant_within(codes: np.ndarray, groups: np.ndarray) -> bool:
@@ -71,12 +102,17 @@ class StructuredModel:
         Use the correlation structure's Gram basis when it has one and there is no variance
         function: the cross-products are then combined from precomputed pieces at each
         evaluation instead of whitening the data (same values, cost independent of n).
+    source : StructureSource, optional
+        The unbound structures and their rows, kept so that a saved fit can rebuild the
+        model (:meth:`from_source`).
     """
 
     def __init__(self, formula: str, design: ModelDesign, reml: bool,
                  correlation: BoundCorrelation | None, variances: list[BoundVariance],
-                 fitted: np.ndarray | None = None, precompute: bool = True) -> None:
+                 fitted: np.ndarray | None = None, precompute: bool = True,
+                 source: StructureSource | None = None) -> None:
         self.formula, self.design, self.reml = formula, design, reml
+        self.source = source
         self.correlation, self.variances, self.fitted_cov = correlation, variances, fitted
         self.structures = ([correlation] if correlation is not None else []) + list(variances)
         self.X, self.fixed_names = drop_aliased(design.X, design.fixed_names, design.weights)
@@ -284,18 +320,26 @@ class StructuredModel:
     def with_fitted(self, fitted: np.ndarray) -> StructuredModel:
         """The same model with new fixed fitted values for variance functions."""
         return StructuredModel(self.formula, self.design, self.reml, self.correlation,
-                               self.variances, fitted, self.precompute)
+                               self.variances, fitted, self.precompute, self.source)
 
     def with_reml(self, reml: bool) -> StructuredModel:
         """The same model with the other criterion."""
         return StructuredModel(self.formula, self.design, reml, self.correlation,
-                               self.variances, self.fitted_cov, self.precompute)
+                               self.variances, self.fitted_cov, self.precompute, self.source)
 
     def with_response(self, y: np.ndarray) -> StructuredModel:
         """The same design and structures with a new response (simulation, bootstrap)."""
         design = replace(self.design, y=np.asarray(y, dtype=float))
         return StructuredModel(self.formula, design, self.reml, self.correlation,
-                               self.variances, self.fitted_cov, self.precompute)
+                               self.variances, self.fitted_cov, self.precompute, self.source)
+
+    @classmethod
+    def from_source(cls, formula: str, design: ModelDesign, reml: bool,
+                    source: StructureSource, fitted: np.ndarray | None = None,
+                    precompute: bool = True) -> StructuredModel:
+        """The model with its structures bound again to ``source.frame`` (loading a fit)."""
+        correlation, variances = source.bind()
+        return cls(formula, design, reml, correlation, variances, fitted, precompute, source)
 
     def fit(self, *, optimizer: str = "newuoa", control: dict | None = None,
             data_name: str | None = None, x0: np.ndarray | None = None):
