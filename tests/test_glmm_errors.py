@@ -87,6 +87,16 @@ def test_pirls_failure_names_the_step():
         engine.run(np.array([1.0]), np.array([0.5, 1.0]))
 
 
+def test_start_outside_the_range_names_rows_and_the_default_link():
+    """Counts growing exponentially in x: the identity-link GLM start predicts a negative
+    mean for some rows; the error says how many and suggests the family's default link."""
+    d = _data()
+    with pytest.raises(PirlsError, match=r"starting values \(the GLM fit of the fixed effects "
+                       r"alone\) give means outside the poisson family's range at [1-9]\d* of "
+                       r"120 rows: the identity link.*default link 'log'"):
+        mixedfx.glmm("k ~ x + (1 | g)", d, family="poisson", link="identity")
+
+
 def test_data_not_modified():
     d = _data()
     before = d.copy()

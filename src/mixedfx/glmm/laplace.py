@@ -105,6 +105,22 @@ def glm_beta(model: GlmmModel, maxit: int = 25, tol: float = 1e-8) -> np.ndarray
     return beta
 
 
+def _start_hint(model: GlmmModel, beta: np.ndarray) -> str:
+    """Where the default start (the fixed-effects GLM fit) leaves the family's range, and
+    what to try."""
+    fam = model.family
+    with np.errstate(all="ignore"):
+        mu = fam.linkinv(model.offset + model.X @ beta)
+        bad = ~np.isfinite(fam.dev_resids(model.y, mu, model.prior))
+    where = (f" give means outside the {fam.name} family's range at {int(bad.sum())} of "
+             f"{bad.size} rows" if bad.any() else " leave PIRLS no finite deviance")
+    hint = f"The starting values (the GLM fit of the fixed effects alone){where}: the " \
+           f"{fam.link.name} link may not suit these data"
+    if fam.link.name != fam.default_link:
+        hint += f"; try the {fam.name} family's default link '{fam.default_link}'"
+    return hint
+
+
 class _Objective:
     """The deviance as a function of the optimizer's parameters, warm-starting PIRLS from
     the last modes; a PIRLS failure gives +inf (the optimizer backs off) and is counted."""
@@ -292,7 +308,10 @@ def fit_laplace(model: GlmmModel, *, n_agq: int = 1, control: dict | None = None
                else PirlsEngine(model, free_beta=True))
     obj0 = _Objective(engine0, model, True, start_beta)
     if not np.isfinite(obj0(start_theta)):
-        raise obj0.last_error or PirlsError("PIRLS failed at the starting values")
+        err = obj0.last_error or PirlsError("PIRLS failed at the starting values")
+        if beta0 is None:
+            raise PirlsError(f"{err}. {_start_hint(model, start_beta)}") from err
+        raise err
     # the nAGQ = 0 stage is only a start when the Laplace stage follows: a step tolerance of
     # 1e-2 in theta halves its evaluations and leaves the final fit unchanged (cbpp, VerbAgg,
     # Poisson slopes: same loglik to 1e-9, stage 2 as many evaluations)
