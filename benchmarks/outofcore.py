@@ -4,7 +4,7 @@ Two ways to run it:
 
 * ``python -m benchmarks.run --only out-of-core`` (cases below): a 1,000,000-row data set
   (200,000 quick) written to a temporary directory, fitted in memory and from Parquet.
-* ``python -m benchmarks.outofcore DIR [--threads 2] [--memory-limit 8GB] [--in-memory]``
+* ``python -m benchmarks.outofcore DIR [--threads 2] [--memory-limit 2GB] [--in-memory]``
   on data made by :mod:`benchmarks.make_outofcore_data` (kept outside the repository):
   prints aggregation and optimization wall time, time per objective evaluation and the
   process's peak resident memory as JSON. ``--in-memory`` reads the files into pandas and
@@ -98,7 +98,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("path")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--memory-limit", default="8GB")
+    ap.add_argument("--memory-limit", default=None,
+                    help="DuckDB's memory limit (default: mixedfx's, 512MB)")
     ap.add_argument("--in-memory", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
