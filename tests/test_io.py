@@ -130,9 +130,9 @@ def test_loaded_structured_fits_compare_and_predict_new_levels(tmp_path):
                                    hetero.predict(new, allow_new_levels=True))
 
 
-def test_structure_on_a_date_column_loads_without_its_model(tmp_path):
-    """Time columns of dates are not a storable type: the fit saves and loads, and its
-    model says to refit when it is needed."""
+def test_structure_on_a_date_column_keeps_its_model(tmp_path):
+    """CAR(1) on a column of dates: the dates are stored ($datetimes) and the loaded model
+    counts days as the fitted one does."""
     rng = np.random.default_rng(2)
     data = pd.DataFrame({"subj": np.repeat(np.arange(12), 6), "t": np.tile(np.arange(6), 12)})
     data["y"] = rng.normal(size=len(data)) + rng.normal(size=12)[data.subj]
@@ -140,9 +140,42 @@ def test_structure_on_a_date_column_loads_without_its_model(tmp_path):
     res = mixedfx.lmm("y ~ 1 + (1 | subj)", data, correlation=mixedfx.CAR1("subj", "day"))
     loaded = mixedfx.load(res.save(tmp_path / "dates.mfx.json"))
     _assert_same(res, loaded)
+    x = np.concatenate([res.theta, [0.3]])
+    assert loaded.model.objective(x) == res.model.objective(x)
+    pd.testing.assert_frame_equal(loaded.model.source.frame, res.model.source.frame,
+                                  check_exact=True)
+
+
+def test_structure_on_an_unstorable_column_loads_without_its_model(tmp_path):
+    """A structure column of a type the format has no form for (here Decimal objects): the
+    fit saves and loads, and its model says to refit when it is needed."""
+    from decimal import Decimal
+
+    ortho = mixedfx.datasets.load("Orthodont")
+    ortho["g"] = [Decimal(1) if s == "Male" else Decimal(2) for s in ortho.Sex]
+    res = mixedfx.lmm(ORTHO, ortho, variance=mixedfx.VarIdent("g"))
+    loaded = mixedfx.load(res.save(tmp_path / "decimal.mfx.json"))
+    _assert_same(res, loaded)
     assert isinstance(loaded.model, MissingModel)
     with pytest.raises(mixedfx.DataError, match="refit the model"):
         loaded.model.objective(loaded.theta)
+
+
+def test_dates_durations_and_time_zones_round_trip():
+    from mixedfx.io import _decode, _encode
+
+    day = pd.Series(pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(3) * 2, unit="D"))
+    day[1] = pd.NaT
+    frame = pd.DataFrame({"day": day, "zoned": day.dt.tz_localize("Europe/Paris"),
+                          "seconds": day.astype("datetime64[s]"),
+                          "lag": pd.to_timedelta(np.arange(3), unit="h"), "x": [1.0, 2, 3]},
+                         index=pd.DatetimeIndex(day.fillna(pd.Timestamp("2020-01-01"))))
+    back = _decode(json.loads(json.dumps(_encode(frame))))
+    pd.testing.assert_frame_equal(back, frame, check_exact=True)
+    bad = _encode(day)
+    bad["$series"]["values"]["$datetimes"]["dtype"] = "float64"
+    with pytest.raises(mixedfx.DataError, match="not a date or duration dtype"):
+        _decode(bad)
 
 
 def test_tampered_file_is_refused(sleep_fit, tmp_path):

@@ -19,7 +19,9 @@ Tagged forms (a JSON object with a single ``$`` key):
 - ``{"$array": {"dtype": "<f8", "shape": [...], "data": "<base64>"}}``: bool and numeric
   arrays; ``{"$objects": {"shape": [...], "items": [...]}}``: arrays of strings/objects.
 - ``{"$index": {...}}``, ``{"$series": {...}}``, ``{"$frame": {...}}``,
-  ``{"$categorical": {...}}``: pandas objects with their dtypes, names and index.
+  ``{"$categorical": {...}}``: pandas objects with their dtypes, names and index;
+  ``{"$datetimes": {"ints": <$array of int64>, "dtype": "datetime64[us]"}}``: date,
+  date-with-timezone and duration values as integers in their dtype's unit (NaT included).
 - ``{"$record": {"type": "LmmResult", "fields": {...}}}``: a frozen dataclass of the fixed
   table (results, optimizer summaries, designs).
 - ``{"$model": {...}}``: the LMM or GLMM a result was fitted from (formula, criterion or
@@ -27,8 +29,8 @@ Tagged forms (a JSON object with a single ``$`` key):
   new data. A model with residual structures also stores the structures as given
   (``AR1``, ``CAR1``, ``CompSymm``, ``VarIdent``, ``VarPower`` records), their columns for the
   rows used, and the fitted values a ``VarPower("fitted")`` holds; loading binds them again.
-  Models that are not stored (out-of-core fits; structures on date or duration time
-  columns) load as a stand-in that says so when a method needs the model.
+  Models that are not stored (out-of-core fits; structures on columns of a type not listed
+  here) load as a stand-in that says so when a method needs the model.
 - ``{"$family": {"name": ..., "link": ..., "theta": ...}}``: a GLMM's family object,
   rebuilt by name through :func:`mixedfx.families.get_family`.
 """
@@ -108,6 +110,9 @@ def _encode_index(index: pd.Index) -> dict:
 
 
 def _encode_values(values: pd.Series | pd.Index) -> dict:
+    if values.dtype.kind in ("m", "M"):  # dates (tz-aware too) and durations
+        return {"$datetimes": {"ints": _encode_array(np.asarray(values.array.asi8)),
+                               "dtype": str(values.dtype)}}
     if isinstance(values.dtype, pd.CategoricalDtype):
         cat = values.array
         return {"$categorical": {"codes": _encode_array(np.asarray(cat.codes)),
@@ -217,7 +222,24 @@ def _decode_index(spec: dict) -> pd.Index:
     return pd.Index(values, dtype=values.dtype, name=name)
 
 
+def _decode_datetimes(spec: dict):
+    try:
+        dtype = pd.api.types.pandas_dtype(spec["dtype"])
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in ("m", "M"):
+        raise DataError(f"saved result is malformed: {spec['dtype']!r} is not a date or "
+                        "duration dtype")
+    ints = _decode_array(spec["ints"]["$array"]).astype(np.int64)
+    if isinstance(dtype, pd.DatetimeTZDtype):
+        naive = pd.array(ints.view(f"M8[{dtype.unit}]"))
+        return naive.tz_localize("UTC").tz_convert(dtype.tz)
+    return pd.array(ints.view(dtype))
+
+
 def _decode_values(spec: dict, dtype: str):
+    if "$datetimes" in spec:
+        return _decode_datetimes(spec["$datetimes"])
     if "$categorical" in spec:
         c = spec["$categorical"]
         return pd.Categorical.from_codes(_decode_array(c["codes"]["$array"]),
