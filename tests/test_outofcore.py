@@ -261,6 +261,20 @@ def test_duckdb_out_of_memory_says_what_to_do(parquet_glob):
         lmm_outofcore(SCALAR, parquet_glob, memory_limit="64KB", blocks_on_disk=True)
 
 
+def test_failed_aggregation_leaves_no_store(parquet_glob, tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the store and DuckDB's files go
+    monkeypatch.setattr("tempfile.tempdir", None)
+
+    def fail(*args):
+        assert list(tmp_path.glob("mixedfx-blocks-*"))  # the store was being written
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr("mixedfx.outofcore.aggblocks._DenseMerger.add", fail)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        lmm_outofcore(SCALAR, parquet_glob, blocks_on_disk=True)
+    assert not list(tmp_path.glob("mixedfx-blocks-*"))
+
+
 def test_duckdb_idles_between_queries(fits, frame, tmp_path):
     """After aggregating, DuckDB is left with a small memory limit (its buffers handed back)
     and write_fitted gets the full limit for its query, then idles DuckDB again."""

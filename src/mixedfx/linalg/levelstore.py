@@ -167,6 +167,13 @@ class LevelStoreWriter:
         np.ascontiguousarray(val, dtype=np.float64).reshape(len(lev), self.p1).tofile(
             self._files["val.bin"])
 
+    def abort(self) -> None:
+        """Stop writing and delete what was written (an owned directory)."""
+        for f in self._files.values():
+            f.close()
+        if self.owned:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
     def close(self, chunk_entries: int | None = None) -> LevelStore:
         """Finish writing; the store (reading ``chunk_entries`` entries at a time, default
         :data:`CHUNK_ENTRIES`)."""

@@ -130,6 +130,9 @@ def _first_term_store(source, zcols, codes, l1, offsets, xy, m_r, m) -> LevelSto
                 merger.add(batch["lev"], batch["col"],
                            np.column_stack([batch[f"w{a}"] for a in range(d0)]))
         merger.finish()
+    except BaseException:
+        writer.abort()  # no half-written store left in the temporary directory
+        raise
     finally:
         source.drop_table("__first")
         source.drop_table("__a21")
