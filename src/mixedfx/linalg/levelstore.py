@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-CHUNK_ENTRIES = 1_000_000  # A21 entries read at once (about 40 MB with their factor)
+CHUNK_ENTRIES = 2_000_000  # A21 entries read at once (~80 MB with their factor; 1M: 10% slower)
 
 
 @dataclass(frozen=True, eq=False)
