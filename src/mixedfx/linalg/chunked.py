@@ -74,7 +74,9 @@ class ChunkedElimination:
         :meth:`TiledElimination.first_term`)."""
         l1, p1 = self.store.l1, self.store.p1
         b1, cond = np.empty((l1, p1)), np.empty((l1, p1, p1))
-        for chunk in self.store.chunks(self.max_entries):
+        # smaller chunks than the elimination's: this runs once, beside the level-sized
+        # outputs, so its temporaries are what sets the fit's peak memory
+        for chunk in self.store.chunks(max(self.max_entries // 4, 1)):
             Q = None if C is None else quadratic_forms_chunk(C, chunk.ptr, chunk.idx,
                                                              chunk.val, self.m)
             b1[chunk.lo : chunk.hi], cond[chunk.lo : chunk.hi] = first_term_chunk(
