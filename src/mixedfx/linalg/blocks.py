@@ -77,10 +77,7 @@ class Blocks:
             return self
         store = LevelStoreWriter.from_blocks(self.A11, self.A21_ptr, self.A21_idx,
                                              self.A21_val, self.m, directory, chunk_entries)
-        p1 = self.dims[0]
-        return replace(self, A11=np.zeros((0, p1, p1)), A21_ptr=store.ptr,
-                       A21_idx=np.zeros(0, dtype=store.idx_dtype), A21_val=np.zeros((0, p1)),
-                       store=store)
+        return replace(self, **stored_first_term(store))
 
     def first_A11(self) -> np.ndarray:
         """All (l1, p1, p1) A11 blocks (read from the store when there is one)."""
@@ -95,6 +92,14 @@ class Blocks:
     def m_random(self) -> int:
         """Random effects in the remainder (terms 2..)."""
         return self.m - self.p - 1
+
+
+def stored_first_term(store: LevelStore) -> dict:
+    """The first term's fields of :class:`Blocks` when its blocks live in ``store``."""
+    p1 = store.p1
+    return dict(A11=np.zeros((0, p1, p1)), A21_ptr=store.ptr,
+                A21_idx=np.zeros(0, dtype=store.idx_dtype), A21_val=np.zeros((0, p1)),
+                store=store)
 
 
 def _rest_columns(codes: list[np.ndarray], Zs: list[np.ndarray], offsets: list[int]):

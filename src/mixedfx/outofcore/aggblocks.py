@@ -10,7 +10,7 @@ import os
 
 import numpy as np
 
-from ..linalg.blocks import Blocks
+from ..linalg.blocks import Blocks, stored_first_term
 from ..linalg.levelstore import LevelStore, LevelStoreWriter
 from .sqlagg import Y
 
@@ -48,11 +48,8 @@ def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[
         off += nlevels[k] * dims[k]
     m_r, m = off, off + pxy
     if on_disk and getattr(source, "can_stream", False):
-        store = _first_term_store(source, zcols, codes, nlevels[0], offsets, xy, m_r, m)
-        d0 = dims[0]
-        first = dict(A11=np.zeros((0, d0, d0)), A21_ptr=store.ptr,
-                     A21_idx=np.zeros(0, dtype=store.idx_dtype), A21_val=np.zeros((0, d0)),
-                     store=store)
+        first = stored_first_term(_first_term_store(source, zcols, codes, nlevels[0],
+                                                    offsets, xy, m_r, m))
     else:
         first = _first_term_memory(source, zcols, codes, nlevels[0], offsets, xy, m_r)
     A22 = _remainder(source, zcols, codes, offsets, xy, m_r, m)

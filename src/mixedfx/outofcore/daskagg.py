@@ -30,17 +30,17 @@ class DaskSource:
 
     def levels(self, factors: tuple[str, ...]) -> list[tuple]:
         """Distinct values of ``factors``, sorted (factor order)."""
+        return list(self._distinct(factors).itertuples(index=False, name=None))
+
+    def _distinct(self, factors: tuple[str, ...]) -> pd.DataFrame:
         uniq = self.ddf[list(factors)].drop_duplicates().compute()
-        uniq = uniq.sort_values(list(factors)).reset_index(drop=True)
-        return list(uniq.itertuples(index=False, name=None))
+        return uniq.sort_values(list(factors)).reset_index(drop=True)
 
     def level_table(self, factors: tuple[str, ...]):
         """Distinct values of ``factors``, sorted, as an Arrow table."""
         import pyarrow as pa
 
-        uniq = self.ddf[list(factors)].drop_duplicates().compute()
-        uniq = uniq.sort_values(list(factors)).reset_index(drop=True)
-        return pa.Table.from_pandas(uniq, preserve_index=False)
+        return pa.Table.from_pandas(self._distinct(factors), preserve_index=False)
 
     def add_group(self, code: str, factors: tuple[str, ...]) -> None:
         """Add a code column (0-based index of the sorted distinct values of ``factors``)."""

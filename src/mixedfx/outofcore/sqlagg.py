@@ -120,17 +120,19 @@ class DuckDBSource:
                         f"k FROM {self._from}")
         return int(out["k"][0]), int(out["n"][0])
 
+    def _distinct_sql(self, factors: tuple[str, ...]) -> str:
+        cols = ", ".join(quote(f) for f in factors)
+        return f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}"
+
     def levels(self, factors: tuple[str, ...]) -> list[tuple]:
         """Distinct values of ``factors`` among complete rows, sorted (factor order)."""
-        cols = ", ".join(quote(f) for f in factors)
-        out = self._run(f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}")
+        out = self._run(self._distinct_sql(factors))
         arrays = [out[f] for f in factors]
         return list(zip(*[a.tolist() for a in arrays], strict=True))
 
     def level_table(self, factors: tuple[str, ...]):
         """Distinct values of ``factors`` among complete rows, sorted, as an Arrow table."""
-        cols = ", ".join(quote(f) for f in factors)
-        sql = f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}"
+        sql = self._distinct_sql(factors)
         with out_of_memory_hint():
             rel = (self.con.sql(sql) if self.con is not None
                    else self.relation.query("src", sql))
