@@ -107,14 +107,25 @@ def containment_df(X: np.ndarray, terms: tuple[ReTerm, ...] | list[ReTerm]) -> n
     levels = grouping_levels(terms)
     if levels is None:
         return np.full(p, np.nan)
-    sizes = [t.nlevels for t in levels] + [n]
-    df = np.diff([0] + sizes).astype(float)
     constant = np.array([_is_constant(X[:, j]) for j in range(p)])
+    varies = np.array([[_varies_within(X[:, j], t.codes, t.nlevels) for t in levels]
+                       for j in range(p)], dtype=bool).reshape(p, len(levels))
+    return strata_df(n, [t.nlevels for t in levels], constant, varies)
+
+
+def strata_df(n: int, nlevels: list[int], constant: np.ndarray, varies: np.ndarray
+              ) -> np.ndarray:
+    """nlme's containment df from the nested grouping factors' level counts (outermost
+    first), which columns are constant, and ``varies[j, k]``: whether column j varies
+    within the levels of factor k (see :func:`containment_df`)."""
+    p = len(constant)
+    sizes = list(nlevels) + [n]
+    df = np.diff([0] + sizes).astype(float)
     stratum = np.zeros(p, dtype=int)
     for j in np.flatnonzero(~constant):
-        for k, t in enumerate(levels, start=1):
-            if _varies_within(X[:, j], t.codes, t.nlevels):
-                stratum[j] = k
+        for k in range(len(nlevels)):
+            if varies[j, k]:
+                stratum[j] = k + 1
     np.subtract.at(df, stratum[~constant], 1.0)
     if constant.any():
         df[0] -= 1

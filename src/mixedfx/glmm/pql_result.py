@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import DataError
 from ..outputs import ResultOutputs
 
 
@@ -132,6 +133,10 @@ class PqlResult(ResultOutputs):
         from ..predict import cached, from_fit, predict
         from .pql import link_of
 
+        if self.model is None:
+            raise DataError("this PQL fit was made out of core and holds no rows to predict "
+                            "from; fit in memory (a pandas or polars frame) to predict")
+
         pm = cached(self, lambda: from_fit(self.formula, self.model, self.fixef,
                                            self.varcorr, self.ranef,
                                            link=link_of(self.family_object)))
@@ -207,7 +212,9 @@ class PqlResult(ResultOutputs):
             "n_dropped": self.n_dropped, "ngroups": dict(self.ngroups),
             "ranef": {g: frame(df) for g, df in self.ranef.items()},
             "ranef_sd": {g: frame(df) for g, df in self.ranef_sd.items()},
-            "fitted": self.fitted.tolist(), "linear_predictor": self.linear_predictor.tolist(),
+            "fitted": None if self.fitted is None else self.fitted.tolist(),
+            "linear_predictor": (None if self.linear_predictor is None
+                                 else self.linear_predictor.tolist()),
             "converged": self.converged, "singular": self.singular,
             "iterations": self.iterations, "change": self.change,
             "dropped_columns": list(self.dropped_columns),

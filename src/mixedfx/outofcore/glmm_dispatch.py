@@ -72,6 +72,13 @@ def glmm_outofcore(formula: str, data: object, family="binomial", *, link: str |
     rows per DuckDB batch; ``timings``, if a dict, receives ``setup_s``, ``fit_s`` and
     ``passes``.
     """
+    if method == "pql":  # working LMMs on aggregated blocks (MASS::glmmPQL's iterations)
+        from .pql_rows import pql_outofcore
+
+        return pql_outofcore(formula, data, family, link=link, weights=weights, offset=offset,
+                             control=control, data_name=data_name, threads=threads,
+                             memory_limit=memory_limit, chunk_rows=chunk_rows,
+                             timings=timings)
     t0 = time.perf_counter()
     model, pair_keys = build_rows_model(formula, data, family, link=link, method=method,
                                         n_agq=n_agq, weights=weights, offset=offset,
@@ -100,8 +107,8 @@ def build_rows_model(formula: str, data: object, family="binomial", *, link=None
     family = get_family(family, link)
     if method != "laplace":
         raise DataError(f"method='{method}' is not supported out of core; use "
-                        "method='laplace' (n_agq=1, or n_agq=0 for the faster variant), or "
-                        "fit in memory")
+                        "method='laplace' (n_agq=1, or n_agq=0 for the faster variant) or "
+                        "method='pql', or fit in memory")
     if int(n_agq) not in (0, 1):
         raise DataError(f"out of core, method='laplace' takes n_agq 0 or 1, not {n_agq}")
     if not family.fixed_dispersion:
