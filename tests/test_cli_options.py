@@ -269,11 +269,26 @@ def test_out_of_core_option(tmp_path, capsys):
     assert out["loglik"] == pytest.approx(ref.loglik, rel=1e-9)
 
 
+def test_out_of_core_weights_and_offset(tmp_path, capsys):
+    """--weights and --offset name columns out of core as in memory."""
+    pytest.importorskip("duckdb")
+    sleep = mixedfx.datasets.load("sleepstudy")
+    sleep = sleep.assign(w=1 + (sleep.Days % 3), o=0.1 * sleep.Days)
+    sleep.to_parquet(tmp_path / "part1.parquet")
+    assert main(["fit", "Reaction ~ Days + (Days | Subject)", "--data",
+                 str(tmp_path / "part1.parquet"), "--out-of-core", "--ml", "--json",
+                 "--quiet", "--weights", "w", "--offset", "o"]) == 0
+    ref = mixedfx.lmm("Reaction ~ Days + (Days | Subject)", sleep, reml=False, weights="w",
+                      offset="o")
+    assert json.loads(capsys.readouterr().out)["loglik"] == pytest.approx(ref.loglik,
+                                                                          rel=1e-9)
+
+
 @pytest.mark.parametrize(("extra", "data", "message"), [
     (["--family", "poisson"], "part1.parquet", "drop --family"),
     ([], "sleep.csv", "is not a .parquet path, glob or directory"),
     ([], "absent.parquet", "no such file"),
-    (["--weights", "Days"], "part1.parquet", "weights and offset are not supported"),
+    (["--weights", "nope"], "part1.parquet", "'nope' missing from part1.parquet"),
     (["--plot", "residuals"], "part1.parquet", "fitted out of core"),
 ])
 def test_out_of_core_bad_input(extra, data, message, tmp_path, capsys):

@@ -290,3 +290,110 @@ def test_duckdb_idles_between_queries(fits, frame, tmp_path):
     source.active()
     assert limit() != idle
     source.idle()
+
+
+@pytest.fixture(scope="module")
+def weighted(frame, tmp_path_factory):
+    """The test frame plus prior weights (one 0, one missing) and an offset (one missing),
+    in memory and as a Parquet glob."""
+    rng = np.random.default_rng(12)
+    df = frame.copy()
+    df["w"] = rng.uniform(0.2, 3.0, len(df))
+    df.loc[10, "w"] = 0.0  # kept, as in memory: it counts in n, not in sum(log w)
+    df.loc[20, "w"] = np.nan
+    df["o"] = 0.5 * rng.normal(size=len(df))
+    df.loc[30, "o"] = np.nan
+    d = tmp_path_factory.mktemp("ooc-weighted")
+    for k, part in enumerate(np.array_split(np.arange(len(df)), 3)):
+        df.iloc[part].to_parquet(d / f"part-{k}.parquet", index=False)
+    return df, str(d / "part-*.parquet")
+
+
+@pytest.fixture(scope="module")
+def weighted_fits(weighted, client):
+    """VECTOR with weights="w" and offset="o", in memory and from every input."""
+    df, glob = weighted
+    out = {"memory": mixedfx.lmm(VECTOR, df, weights="w", offset="o", control=CONTROL)}
+    for kind in KINDS:
+        data = _inputs(kind.removesuffix("-disk"), df, glob, client)
+        out[kind] = lmm_outofcore(VECTOR, data, weights="w", offset="o", control=CONTROL,
+                                  blocks_on_disk=kind.endswith("-disk"))
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weighted_blocks_equal_in_memory(weighted_fits, kind):
+    a, b = weighted_fits["memory"].model, weighted_fits[kind].model
+    assert a.blocks.sum_log_weights != 0
+    assert abs(a.blocks.sum_log_weights / b.blocks.sum_log_weights - 1) < 1e-12
+    assert (a.blocks.n, a.blocks.offsets) == (b.blocks.n, b.blocks.offsets)
+    A11a, ptra, idxa, vala = _first_term(a.blocks)
+    A11b, ptrb, idxb, valb = _first_term(b.blocks)
+    np.testing.assert_array_equal(ptra, ptrb)
+    np.testing.assert_array_equal(idxa, idxb)
+    assert _rel(A11a, A11b) < 1e-12
+    assert _rel(vala, valb) < 1e-12
+    assert _rel(a.blocks.A22, b.blocks.A22) < 1e-12
+    assert _rel(a.beta_shift, b.beta_shift) < 1e-12
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_weighted_fits_agree_with_in_memory(weighted_fits, kind):
+    a, b = weighted_fits["memory"], weighted_fits[kind]
+    assert a.nobs == b.nobs and a.n_dropped == b.n_dropped == 4  # x twice, w, o
+    assert a.weights_used and b.weights_used
+    assert a.optsum.polish_status == b.optsum.polish_status == "converged"
+    for attr in ("objective", "loglik", "deviance", "aic", "bic", "sigma"):
+        assert abs(getattr(a, attr) / getattr(b, attr) - 1) < 1e-8, attr
+    for attr in ("fixef", "se", "vcov", "theta"):
+        assert _rel(getattr(a, attr), getattr(b, attr)) < 1e-8, attr
+    assert _rel(a.varcorr.vcov, b.varcorr.vcov) < 1e-8
+    for g in a.ranef:
+        assert _rel(a.ranef[g], b.ranef[g]) < 1e-8, g
+        assert _rel(a.ranef_sd[g], b.ranef_sd[g]) < 1e-8, g
+    assert "Weights: prior weights" in b.summary()
+
+
+def test_weights_and_offset_change_the_fit(weighted, weighted_fits):
+    """Both the weights and the offset change the fit (the tests above would pass if either
+    were ignored everywhere)."""
+    df = weighted[0].dropna(subset=["w", "o"])
+    ooc = weighted_fits["parquet"]
+    for kwargs in ({"weights": "w"}, {"offset": "o"}):
+        other = mixedfx.lmm(VECTOR, df, control=CONTROL, **kwargs)
+        assert _rel(other.fixef, ooc.fixef) > 1e-3, kwargs
+
+
+@pytest.mark.parametrize("kind", ["parquet", "dask"])
+def test_weighted_write_fitted(weighted, weighted_fits, kind, tmp_path):
+    """Fitted values include the offset, as res.fitted in memory; residual = y - fitted."""
+    df = weighted[0]
+    a, b = weighted_fits["memory"], weighted_fits[kind]
+    out = pd.read_parquet(b.write_fitted(tmp_path / "fitted.parquet")).sort_values("rid")
+    kept = df.dropna(subset=["x", "w", "o"])
+    assert sorted(out.rid) == sorted(kept.rid)
+    mem = pd.Series(a.fitted, index=kept.rid).loc[out.rid]
+    assert _rel(mem.to_numpy(), out.fitted.to_numpy()) < 1e-8
+    np.testing.assert_allclose(out.residual, out.y - out.fitted, rtol=0, atol=1e-12)
+
+
+def test_weights_and_offset_bad_input(weighted, client):
+    df, glob = weighted
+    with pytest.raises(DataError, match="weights= must be the name of a column.*put the "
+                                        "values in a column"):
+        mixedfx.lmm(SCALAR, glob, weights=df.w.to_numpy())
+    with pytest.raises(DataError, match="offset= must be the name of a column"):
+        mixedfx.lmm(SCALAR, duckdb.from_df(df), offset=list(df.o))
+    with pytest.raises(DataError, match="'nope' missing from part-0.parquet"):
+        mixedfx.lmm(SCALAR, glob, weights="nope")
+    with pytest.raises(DataError, match=r"'nope' not found in the data"):
+        mixedfx.lmm(SCALAR, dd.from_pandas(df, npartitions=2), offset="nope")
+    with pytest.raises(DataError, match="weights must be numeric.*'f'"):
+        mixedfx.lmm(SCALAR, duckdb.from_df(df), weights="f")
+    neg = df.assign(w=df.w.where(df.rid != 50, -1.0))
+    with pytest.raises(DataError, match="weights must be finite and non-negative"):
+        mixedfx.lmm(SCALAR, neg, weights="w")  # in memory: the same message
+    for data in (duckdb.from_df(neg), dd.from_pandas(neg, npartitions=2)):
+        with pytest.raises(DataError, match="weights must be finite and non-negative: column "
+                                            "'w' has 1 negative"):
+            mixedfx.lmm(SCALAR, data, weights="w")

@@ -100,9 +100,9 @@ def lmm(formula: str, data: object, *, reml: bool = True, weights: object = None
         REML (True) or maximum likelihood (False).
     weights : str or array-like, optional
         Prior weights (a column name or one value per row), as lme4's ``weights=``: the
-        residual variance of observation i is sigma^2 / w_i.
+        residual variance of observation i is sigma^2 / w_i. Out of core: a column name.
     offset : str or array-like, optional
-        Known term added to the linear predictor.
+        Known term added to the linear predictor. Out of core: a column name.
     correlation : residual correlation structure, optional
         Within-group correlation of the residuals, e.g. ``mixedfx.AR1(group="Mare")``.
     variance : residual variance function, optional

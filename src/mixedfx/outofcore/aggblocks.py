@@ -16,7 +16,8 @@ from .sqlagg import Y
 
 
 def fixed_cross(source, xcols) -> tuple[np.ndarray, np.ndarray]:
-    """X'X and X'y (raw response) in one pass, for the least-squares shift."""
+    """X'WX and X'W(y - offset) (the source's Y before any shift) in one pass, for the
+    least-squares shift."""
     p = len(xcols)
     pairs = [(xcols[i], xcols[j]) for i in range(p) for j in range(i + 1)]
     pairs += [(xcols[i], Y) for i in range(p)]
@@ -31,9 +32,11 @@ def fixed_cross(source, xcols) -> tuple[np.ndarray, np.ndarray]:
 
 
 def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[int],
-                     xcols: list, n: int, on_disk: bool = False) -> Blocks:
+                     xcols: list, n: int, on_disk: bool = False,
+                     sum_log_weights: float = 0.0) -> Blocks:
     """Blocks of terms in engine order (``zcols[k]`` the columns of term k, ``codes[k]``
-    its code column) and fixed columns ``xcols``, the response being the source's Y.
+    its code column) and fixed columns ``xcols``, the response being the source's Y; the
+    sums are weighted by the source's prior weights, whose ``sum_log_weights`` is given.
 
     With ``on_disk`` the first term's A11 and A21 go to a :class:`LevelStore` instead of
     memory: streamed there in level order by DuckDB (own connection), or moved there after
@@ -54,7 +57,8 @@ def aggregate_blocks(source, zcols: list[list], codes: list[str], nlevels: list[
         first = _first_term_memory(source, zcols, codes, nlevels[0], offsets, xy, m_r)
     A22 = _remainder(source, zcols, codes, offsets, xy, m_r, m)
     blocks = Blocks(n=n, dims=tuple(dims), nlevels=tuple(nlevels), p=len(xcols), A22=A22,
-                    offsets=tuple(offsets), sum_log_weights=0.0, **first)
+                    offsets=tuple(offsets), sum_log_weights=float(sum_log_weights),
+                    **first)
     return blocks.on_disk() if on_disk else blocks
 
 

@@ -11,11 +11,14 @@ from .terms import Column
 
 
 class DaskSource:
-    """Rows of a Dask DataFrame, filtered to complete cases of the ``used`` columns."""
+    """Rows of a Dask DataFrame, filtered to complete cases of the ``used`` columns;
+    ``weight`` and ``offset`` name columns of prior weights and an offset (in ``used``)."""
 
-    def __init__(self, ddf, used: list[str]) -> None:
+    def __init__(self, ddf, used: list[str], weight: str | None = None,
+                 offset: str | None = None) -> None:
         self.ddf = ddf[used].dropna()
         self.used = used
+        self.weight, self.offset = weight, offset
         self.total = ddf
         self.codes: dict[str, tuple[tuple[str, ...], pd.DataFrame]] = {}
         self.shift: list[tuple[Column, float]] = []
@@ -27,6 +30,19 @@ class DaskSource:
 
         k, n = dask.compute(self.ddf.shape[0], self.total.shape[0])
         return int(k), int(n)
+
+    def weight_summary(self) -> tuple[float, int, int]:
+        """Over complete rows: (sum of log w over w > 0, rows whose weight is negative or not
+        finite, rows whose weight is not 1); zeros without a weight column."""
+        import dask
+
+        if self.weight is None:
+            return 0.0, 0, 0
+        w = self.ddf[self.weight].astype(float)
+        logs = w.where(w > 0, 1.0).map_partitions(np.log, meta=(self.weight, float))
+        s, bad, other = dask.compute(logs.sum(), ((w < 0) | ~w.map_partitions(
+            np.isfinite, meta=(self.weight, bool))).sum(), (w != 1).sum())
+        return float(s), int(bad), int(other)
 
     def levels(self, factors: tuple[str, ...]) -> list[tuple]:
         """Distinct values of ``factors``, sorted (factor order)."""
@@ -49,12 +65,14 @@ class DaskSource:
         self.ddf = self.ddf.merge(table, on=list(factors), how="inner")
 
     def set_shift(self, response: str, shift: list[tuple[Column, float]]) -> None:
-        """The response base column is ``response - sum(b_j * X_j)``."""
+        """The response base column is ``response - offset - sum(b_j * X_j)``."""
         self.response, self.shift = response, shift
 
     def _value(self, part: pd.DataFrame, base) -> np.ndarray:
         if base == Y:
             out = part[self.response].to_numpy(dtype=float).copy()
+            if self.offset is not None:
+                out -= part[self.offset].to_numpy(dtype=float)
             for c, b in self.shift:
                 if b != 0:
                     out -= b * self._value(part, c)
@@ -68,13 +86,15 @@ class DaskSource:
         return out
 
     def sums(self, keys: list[str], pairs: list[tuple]) -> tuple[list[np.ndarray], np.ndarray]:
-        """Sums of products of base columns grouped by code columns ``keys``."""
+        """Sums of (weighted) products of base columns grouped by code columns ``keys``."""
         names = [f"v{i}" for i in range(len(pairs))]
 
         def products(part: pd.DataFrame) -> pd.DataFrame:
             out = {k: part[k].to_numpy() for k in keys}
+            w = None if self.weight is None else part[self.weight].to_numpy(dtype=float)
             for name, (a, b) in zip(names, pairs, strict=True):
-                out[name] = self._value(part, a) * self._value(part, b)
+                v = self._value(part, a) * self._value(part, b)
+                out[name] = v if w is None else w * v
             return pd.DataFrame(out, index=part.index)
 
         meta = pd.DataFrame({**{k: pd.Series(dtype=np.int64) for k in keys},

@@ -38,7 +38,8 @@ def is_outofcore(data: object) -> bool:
     return mod.startswith("duckdb") or mod.startswith("dask")
 
 
-def _source(data, used: list[str], threads, memory_limit):
+def _source(data, used: list[str], threads, memory_limit, weight: str | None = None,
+            offset: str | None = None):
     """(backend source, column -> type name)."""
     if isinstance(data, (str, os.PathLike)):
         from .source import check_schemas, parquet_files
@@ -46,19 +47,28 @@ def _source(data, used: list[str], threads, memory_limit):
 
         files = parquet_files(data)
         types = check_schemas(files, used)
-        return DuckDBSource(files=files, used=used, threads=threads,
-                            memory_limit=memory_limit), types
+        return DuckDBSource(files=files, used=used, weight=weight, offset=offset,
+                            threads=threads, memory_limit=memory_limit), types
     if type(data).__module__.startswith("duckdb"):
         from .sqlagg import DuckDBSource
 
         types = {c: str(t) for c, t in zip(data.columns, data.types, strict=True)}
         _check_columns(used, types)
-        return DuckDBSource(relation=data, used=used), types
+        return DuckDBSource(relation=data, used=used, weight=weight, offset=offset), types
     from .daskagg import DaskSource
 
     types = {c: str(t) for c, t in data.dtypes.items()}
     _check_columns(used, types)
-    return DaskSource(data, used), types
+    return DaskSource(data, used, weight=weight, offset=offset), types
+
+
+def _column_arg(value: object, what: str) -> str | None:
+    """The column named by ``weights=`` or ``offset=``: out of core only a name will do."""
+    if value is None or isinstance(value, str):
+        return value
+    raise DataError(f"out of core, {what}= must be the name of a column of the data, not "
+                    f"{type(value).__name__}: the rows are not in memory, so one value per row "
+                    f"cannot be matched to them; put the values in a column and pass its name")
 
 
 def _check_columns(used: list[str], types: dict[str, str]) -> None:
@@ -80,10 +90,11 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     ``blocks_on_disk`` keeps the first term's blocks (about one entry per row when its
     levels are users) in temporary files streamed at each evaluation, so memory stays
     bounded by the remainder and one chunk; the default (None) does so from
-    :data:`DISK_ROWS` complete rows on.
+    :data:`DISK_ROWS` complete rows on. ``weights`` and ``offset`` name columns (prior
+    weights, as lme4's; an offset subtracted from the response); rows with a missing value
+    in either are dropped, as in memory.
     """
-    if weights is not None or offset is not None:
-        raise DataError("weights and offset are not supported out of core yet; fit in memory")
+    weight, off = _column_arg(weights, "weights"), _column_arg(offset, "offset")
     parsed = parse_formula(formula)
     if not parsed.random:
         raise DataError("the formula has no random-effects term such as (1 | group)")
@@ -93,15 +104,23 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     used = [parsed.response] + sorted(variables_of(parsed.fixed))
     for term in parsed.random:
         used += sorted(variables_of(term.expr)) + list(term.factors)
+    used += [c for c in (weight, off) if c is not None]
     used = list(dict.fromkeys(used))
     t0 = time.perf_counter()
-    source, types = _source(data, used, threads, memory_limit)
+    source, types = _source(data, used, threads, memory_limit, weight, off)
     if is_categorical(types[parsed.response]):
         raise DataError(f"response '{parsed.response}' must be numeric")
+    for what, col in (("weights", weight), ("offset", off)):
+        if col is not None and is_categorical(types[col]):
+            raise DataError(f"{what} must be numeric, got column '{col}' of type {types[col]}")
     n, total = source.counts()
     if total > n:
         warnings.warn(f"{total - n} row(s) with missing values in the model's columns were "
                       "dropped", MissingDataWarning, stacklevel=3)
+    sum_log_weights, bad, not_one = source.weight_summary()
+    if bad:
+        raise DataError(f"weights must be finite and non-negative: column '{weight}' has {bad} "
+                        "negative or non-finite value(s)")
     levels = {c: [v for (v,) in source.levels((c,))] for c in used
               if is_categorical(types[c]) and c in variables_of(parsed.fixed)}
     xcols = fixed_columns(parsed.fixed, types, levels)
@@ -135,14 +154,15 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     blocks = aggregate_blocks(source, [zcols[k] for k in model_terms],
                               [codes[k] for k in model_terms],
                               [terms[k].nlevels for k in model_terms], xcols, n,
-                              on_disk=on_disk)
+                              on_disk=on_disk, sum_log_weights=sum_log_weights)
     if hasattr(source, "idle"):  # DuckDB hands back its buffers while the optimizer runs
         source.idle()
     release_heap()
     t1 = time.perf_counter()
     model = AggregatedModel(parsed.text, terms, tuple(c.name for c in xcols), blocks,
                             beta_shift, reml, total - n,
-                            writer=(source, parsed, xcols, zcols, raw))
+                            writer=(source, parsed, xcols, zcols, raw),
+                            weights_used=not_one > 0)
     res = model.fit(optimizer=optimizer, control=control, data_name=data_name)
     if timings is not None:
         timings.update(aggregate_s=t1 - t0, optimize_s=time.perf_counter() - t1,

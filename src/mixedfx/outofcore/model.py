@@ -29,11 +29,12 @@ class AggregatedModel(LmmModel):
 
     ``terms`` are :class:`ReTerm` with levels and column names but no rows (``Z`` has
     zero rows). ``source`` and the column specs are kept to write fitted values later.
+    ``weights_used``: whether prior weights other than 1 weighted the blocks.
     """
 
     def __init__(self, formula: str, terms: list[ReTerm], fixed_names: tuple[str, ...],
                  blocks, beta_shift: np.ndarray, reml: bool, n_dropped: int,
-                 writer=None) -> None:
+                 writer=None, weights_used: bool = False) -> None:
         self.formula, self.reml, self.design = formula, reml, None
         self.fixed_names, self.dropped = tuple(fixed_names), ()
         self.terms = display_order(tuple(terms))
@@ -47,6 +48,7 @@ class AggregatedModel(LmmModel):
         self._work = np.empty_like(blocks.A22)
         self.n_dropped = n_dropped
         self.writer = writer
+        self.weights_used = weights_used
 
     @staticmethod
     def order(terms: list[ReTerm]) -> list[int]:
@@ -58,7 +60,8 @@ class AggregatedModel(LmmModel):
     def with_reml(self, reml: bool) -> AggregatedModel:
         """The same blocks with the other criterion."""
         return AggregatedModel(self.formula, list(self.terms), self.fixed_names, self.blocks,
-                               self.beta_shift, reml, self.n_dropped, self.writer)
+                               self.beta_shift, reml, self.n_dropped, self.writer,
+                               self.weights_used)
 
     def with_response(self, y):
         raise NotImplementedError("a new response needs a new aggregation pass out of core")
@@ -89,7 +92,8 @@ def assemble_aggregated(model: AggregatedModel, theta, sol, opt, data_name) -> L
     dof = n - p if reml else n
     sigma = float(np.sqrt(sol.pwrss / dof))
     objective = float(opt.fmin)
-    ml_dev = float(sol.logdet_L + n * np.log(2 * np.pi * sigma**2) + sol.pwrss / sigma**2)
+    ml_dev = float(sol.logdet_L + n * np.log(2 * np.pi * sigma**2) + sol.pwrss / sigma**2
+                   - model.blocks.sum_log_weights)
     npar = p + len(theta) + 1
     loglik = -objective / 2
     vcov = sigma**2 * sol.RX_inv_cov
@@ -113,4 +117,5 @@ def assemble_aggregated(model: AggregatedModel, theta, sol, opt, data_name) -> L
         nobs=n, n_dropped=model.n_dropped, ngroups={t.group: t.nlevels for t in terms},
         ranef=ranef, ranef_sd=ranef_sd, ranef_cov=ranef_cov, fitted=None,
         residuals=None, scaled_residuals=None, converged=opt.converged, singular=singular,
-        optsum=opt, dropped_columns=(), data_name=data_name, weights_used=False, model=model)
+        optsum=opt, dropped_columns=(), data_name=data_name, weights_used=model.weights_used,
+        model=model)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .terms import Column
 
-Y = "__y__"  # base column: the response minus X @ beta_shift
+Y = "__y__"  # base column: the response minus the offset minus X @ beta_shift
 STREAM_ROWS = 1_000_000  # rows per batch when a result is streamed
 MEMORY_LIMIT = "512MB"  # DuckDB's default memory limit here (enough at 100M rows, measured)
 IDLE_MEMORY_LIMIT = "64MB"  # while the optimizer runs: DuckDB hands its buffers back
@@ -58,6 +58,9 @@ class DuckDBSource:
         A relation; queried through ``relation.query``.
     used : list of str
         Columns the model uses (rows with a NULL in any are dropped).
+    weight, offset : str, optional
+        Columns of prior weights (every sum of products is weighted by it) and of an offset
+        (subtracted from the response); both must be in ``used``.
     threads, memory_limit : optional
         DuckDB settings for the Parquet connection; the memory limit defaults to
         :data:`MEMORY_LIMIT` (DuckDB spills to disk beyond it; its own default is 80% of
@@ -65,10 +68,12 @@ class DuckDBSource:
     """
 
     def __init__(self, *, files=None, relation=None, used: list[str],
+                 weight: str | None = None, offset: str | None = None,
                  threads: int | None = None, memory_limit: str | None = None) -> None:
         import duckdb
 
         self.files, self.relation, self.used = files, relation, used
+        self.weight, self.offset = weight, offset
         self.groups: list[tuple[str, tuple[str, ...]]] = []  # (code column, factors)
         self.shift: list[tuple[Column, float]] = []
         self.response = ""
@@ -120,6 +125,19 @@ class DuckDBSource:
                         f"k FROM {self._from}")
         return int(out["k"][0]), int(out["n"][0])
 
+    def weight_summary(self) -> tuple[float, int, int]:
+        """Over complete rows: (sum of log w over w > 0, rows whose weight is negative or not
+        finite, rows whose weight is not 1); zeros without a weight column."""
+        if self.weight is None:
+            return 0.0, 0, 0
+        w = f"CAST({quote(self.weight)} AS DOUBLE)"
+        out = self._run(f"SELECT sum(CASE WHEN {w} > 0 THEN ln({w}) ELSE 0 END) AS s, "
+                        f"count(*) FILTER (WHERE {w} < 0 OR NOT isfinite({w})) AS bad, "
+                        f"count(*) FILTER (WHERE {w} <> 1) AS other FROM {self._rows()}")
+        s = out["s"][0]
+        return (0.0 if s is None or np.ma.is_masked(s) else float(s), int(out["bad"][0]),
+                int(out["other"][0]))
+
     def _distinct_sql(self, factors: tuple[str, ...]) -> str:
         cols = ", ".join(quote(f) for f in factors)
         return f"SELECT DISTINCT {cols} FROM {self._rows()} ORDER BY {cols}"
@@ -150,12 +168,14 @@ class DuckDBSource:
                 f"FROM (SELECT DISTINCT {cols} FROM {self._rows()})")
 
     def set_shift(self, response: str, shift: list[tuple[Column, float]]) -> None:
-        """The response base column is ``response - sum(b_j * X_j)``."""
+        """The response base column is ``response - offset - sum(b_j * X_j)``."""
         self.response, self.shift = response, shift
 
     def _expr(self, base) -> str:
         if base == Y:
             parts = [f"CAST(r.{quote(self.response)} AS DOUBLE)"]
+            if self.offset is not None:
+                parts.append(f"CAST(r.{quote(self.offset)} AS DOUBLE)")
             parts += [f"({float(b)!r}) * {self._expr(c)}" for c, b in self.shift if b != 0]
             return "(" + " - ".join(parts) + ")"
         if not base.atoms:
@@ -179,7 +199,8 @@ class DuckDBSource:
             on = " AND ".join(f"r.{quote(f)} = {code}.{quote(f)}" for f in factors)
             joins.append(f"JOIN {code} ON {on}")
         sel = [f"{c}.code AS {c}" for c in keys]
-        sel += [f"sum({self._expr(a)} * {self._expr(b)}) AS v{i}"
+        w = "" if self.weight is None else f"CAST(r.{quote(self.weight)} AS DOUBLE) * "
+        sel += [f"sum({w}{self._expr(a)} * {self._expr(b)}) AS v{i}"
                 for i, (a, b) in enumerate(pairs)]
         sql = ("WITH " + ", ".join(ctes) + " " if ctes else "")
         sql += f"SELECT {', '.join(sel)} FROM {self._rows()} r {' '.join(joins)}"
@@ -188,7 +209,7 @@ class DuckDBSource:
         return sql
 
     def sums(self, keys: list[str], pairs: list[tuple]) -> tuple[list[np.ndarray], np.ndarray]:
-        """Sums of products of base columns, grouped by code columns ``keys``.
+        """Sums of (weighted) products of base columns, grouped by code columns ``keys``.
 
         Returns the key arrays and a (groups, len(pairs)) array of sums.
         """

@@ -1,6 +1,7 @@
 """Per-row outputs of an out-of-core fit written back to Parquet, never held in Python:
-fitted values (X beta + Z b) and residuals, computed by DuckDB or Dask joining the rows
-with the small per-level tables of conditional modes."""
+fitted values (X beta + Z b + offset, as ``res.fitted`` in memory) and residuals (response
+minus fitted), computed by DuckDB or Dask joining the rows with the small per-level tables
+of conditional modes."""
 
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def write_fitted(res, path: str | os.PathLike) -> str:
             on = " AND ".join(f"r.{quote(f)} = m{k}.{quote(f)}" for f in factors)
             joins.append(f"LEFT JOIN __modes{k} m{k} ON {on}")
             parts += [f"m{k}.__b{k}_{j} * {source._expr(c)}" for j, c in enumerate(zcols[k])]
+        if source.offset is not None:
+            parts.append(f"CAST(r.{quote(source.offset)} AS DOUBLE)")
         fitted = " + ".join(parts)
         sql = (f"SELECT r.*, {fitted} AS fitted, CAST(r.{quote(parsed.response)} AS DOUBLE) "
                f"- ({fitted}) AS residual FROM {source._rows()} r {' '.join(joins)}")
@@ -83,6 +86,8 @@ def _write_dask(source, parsed, xcols, zcols, beta, tables, path: str) -> str:
         for k in range(len(tables)):
             for j, c in enumerate(zcols[k]):
                 fitted += part[f"__b{k}_{j}"].to_numpy() * source._value(part, c)
+        if source.offset is not None:
+            fitted += part[source.offset].to_numpy(dtype=float)
         out = part.drop(columns=[c for c in part.columns if c.startswith("__b")])
         out["fitted"] = fitted
         out["residual"] = part[parsed.response].to_numpy(dtype=float) - fitted
