@@ -226,15 +226,37 @@ def iterate(formula: str, design: ModelDesign, family, *, maxiter: int = MAXITER
         change = float(np.sum((eta - eta_old) ** 2) / np.sum(eta**2))
         if change < tolerance:
             break
-    for w_ in caught:  # the last fit's warnings (singular fit, optimizer trouble)
-        warnings.warn(w_.message, w_.category, stacklevel=3)
+    converged = settle(caught, change, tolerance, maxiter, stacklevel=3)
+    return PqlState(lmm=lmm, eta=eta, iterations=iterations, converged=converged, change=change)
+
+
+def settle(caught: list, change: float, tolerance: float, maxiter: int,
+           stacklevel: int) -> bool:
+    """Re-issue the last working fit's warnings (singular fit, optimizer trouble) and warn
+    when the linear predictor did not settle; whether it did. ``stacklevel`` counts from
+    the caller of :func:`settle`."""
+    for w_ in caught:
+        warnings.warn(w_.message, w_.category, stacklevel=stacklevel + 1)
     converged = change < tolerance
     if not converged:
         warnings.warn(f"PQL did not settle in {maxiter} iterations: the linear predictor still "
                       f"changed by {change:.2g} (relative, squared); glmmPQL stops there too. "
                       "Raise control={'maxiter': ...} or use method='laplace'",
-                      ConvergenceWarning, stacklevel=3)
-    return PqlState(lmm=lmm, eta=eta, iterations=iterations, converged=converged, change=change)
+                      ConvergenceWarning, stacklevel=stacklevel + 1)
+    return converged
+
+
+def pql_settings(control: dict | None) -> dict:
+    """``maxiter``, ``tolerance`` and ``optimizer`` of the working fits, with defaults;
+    ValueError naming unknown settings."""
+    settings = dict(control or {})
+    unknown = set(settings) - {"maxiter", "tolerance", "optimizer"}
+    if unknown:
+        raise ValueError(f"unknown PQL control setting(s) {', '.join(sorted(unknown))}; use "
+                         "maxiter, tolerance, optimizer")
+    return {"maxiter": int(settings.get("maxiter", MAXITER)),
+            "tolerance": float(settings.get("tolerance", TOLERANCE)),
+            "optimizer": settings.get("optimizer", "newuoa")}
 
 
 # ---------------------------------------------------------------------------------------
@@ -336,11 +358,7 @@ def fit_pql(formula: str, data: object, family, *, weights: object = None,
     from ..families import get_family
 
     family = get_family(family)
-    settings = dict(control or {})
-    unknown = set(settings) - {"maxiter", "tolerance", "optimizer"}
-    if unknown:
-        raise ValueError(f"unknown PQL control setting(s) {', '.join(sorted(unknown))}; use "
-                         "maxiter, tolerance, optimizer")
+    settings = pql_settings(control)
     design = pql_design(formula, data, weights, offset)
     _check_response(family, design)
     state = iterate(formula, design, family, **settings)
@@ -351,21 +369,33 @@ def assemble(formula: str, design: ModelDesign, family, state: PqlState,
              data_name: str | None) -> PqlResult:
     """The frozen result from the last working LMM, as glmmPQL reports it."""
     lmm, model = state.lmm, state.lmm.model
-    n, p = model.X.shape
-    adjust = n / (n - p) if n > p else np.nan  # nlme's adjustSigma for ML fits
+    df = containment_df(model.X, model.terms)
+    return pql_result(lmm, family, df, nobs=model.X.shape[0], n_dropped=design.n_dropped,
+                      iterations=state.iterations, converged=state.converged,
+                      change=state.change, dropped_columns=model.dropped,
+                      data_name=data_name, model=model, eta=state.eta, y=design.y)
+
+
+def pql_result(lmm: LmmResult, family, df: np.ndarray, *, nobs: int, n_dropped: int,
+               iterations: int, converged: bool, change: float, dropped_columns,
+               data_name: str | None, model, eta: np.ndarray | None,
+               y: np.ndarray | None) -> PqlResult:
+    """A :class:`PqlResult` from the last working LMM: its covariance scaled by nlme's
+    adjustSigma (n / (n - p) for ML fits), the containment ``df``; per-row fitted values
+    and residuals when ``eta`` and ``y`` are given (None out of core)."""
+    p = len(lmm.fixef)
+    adjust = nobs / (nobs - p) if nobs > p else np.nan
     vcov = lmm.vcov * adjust
     names = lmm.fixef.index
-    df = pd.Series(containment_df(model.X, model.terms), index=names, name="df")
-    mu = np.asarray(family.linkinv(state.eta), dtype=float)
-    link = link_of(family)
+    mu = None if eta is None else np.asarray(family.linkinv(eta), dtype=float)
     return PqlResult(
         formula=lmm.formula, family=str(getattr(family, "name", "")),
-        link=str(getattr(link, "name", "")), fixef=lmm.fixef,
+        link=str(getattr(link_of(family), "name", "")), fixef=lmm.fixef,
         se=pd.Series(np.sqrt(np.diag(vcov.to_numpy())), index=names, name="std_error"),
-        vcov=vcov, df=df, varcorr=lmm.varcorr, sigma=lmm.sigma, theta=lmm.theta,
-        npar=lmm.npar, nobs=n, n_dropped=design.n_dropped, ngroups=lmm.ngroups,
-        ranef=lmm.ranef, ranef_sd=lmm.ranef_sd, ranef_cov=lmm.ranef_cov, fitted=mu,
-        linear_predictor=state.eta, residuals=design.y - mu, converged=state.converged,
-        singular=lmm.singular, iterations=state.iterations, change=state.change,
-        dropped_columns=model.dropped, data_name=data_name, model=model,
+        vcov=vcov, df=pd.Series(df, index=names, name="df"), varcorr=lmm.varcorr,
+        sigma=lmm.sigma, theta=lmm.theta, npar=lmm.npar, nobs=nobs, n_dropped=n_dropped,
+        ngroups=lmm.ngroups, ranef=lmm.ranef, ranef_sd=lmm.ranef_sd, ranef_cov=lmm.ranef_cov,
+        fitted=mu, linear_predictor=eta, residuals=None if mu is None else y - mu,
+        converged=converged, singular=lmm.singular, iterations=iterations, change=change,
+        dropped_columns=dropped_columns, data_name=data_name, model=model,
         family_object=family)

@@ -15,10 +15,8 @@ import time
 import warnings
 
 import numpy as np
-import pandas as pd
 
-from ..errors import ConvergenceWarning
-from ..glmm.pql import MAXITER, TOLERANCE, link_of, strata_df
+from ..glmm.pql import pql_result, pql_settings, settle, strata_df
 from ..glmm.pql_result import PqlResult
 from .glmm_dispatch import build_rows_model
 from .glmm_engine import OocGlmmModel, OutOfCorePirls, glm_beta_rows
@@ -102,14 +100,9 @@ def pql_outofcore(formula: str, data: object, family, *, link: str | None = None
     """Fit a GLMM by PQL with the rows in a Parquet/DuckDB/Dask source (see
     :func:`mixedfx.glmm`, ``method="pql"``). Per-row fitted values, linear predictor and
     residuals are not held (``None``)."""
-    settings = dict(control or {})
-    unknown = set(settings) - {"maxiter", "tolerance", "optimizer"}
-    if unknown:
-        raise ValueError(f"unknown PQL control setting(s) {', '.join(sorted(unknown))}; use "
-                         "maxiter, tolerance, optimizer")
-    maxiter = int(settings.get("maxiter", MAXITER))
-    tolerance = float(settings.get("tolerance", TOLERANCE))
-    optimizer = settings.get("optimizer", "newuoa")
+    settings = pql_settings(control)
+    maxiter, tolerance = settings["maxiter"], settings["tolerance"]
+    optimizer = settings["optimizer"]
     t0 = time.perf_counter()
     model, pair_keys = build_rows_model(formula, data, family, link=link, weights=weights,
                                         offset=offset, threads=threads,
@@ -139,30 +132,11 @@ def pql_outofcore(formula: str, data: object, family, *, link: str | None = None
             old = new
             if change < tolerance:
                 break
-    for w in caught:  # the last working fit's warnings (singular fit, optimizer trouble)
-        warnings.warn(w.message, w.category, stacklevel=2)
-    converged = change < tolerance
-    if not converged:
-        warnings.warn(f"PQL did not settle in {maxiter} iterations: the linear predictor still "
-                      f"changed by {change:.2g} (relative, squared); glmmPQL stops there too. "
-                      "Raise control={'maxiter': ...} or use method='laplace'",
-                      ConvergenceWarning, stacklevel=2)
-    n = model.nobs
-    adjust = n / (n - p) if n > p else np.nan  # nlme's adjustSigma for ML fits
-    vcov = lmm.vcov * adjust
-    names = lmm.fixef.index
-    df = pd.Series(containment_df_rows(model, pair_keys), index=names, name="df")
-    fam = model.family
-    res = PqlResult(
-        formula=lmm.formula, family=str(getattr(fam, "name", "")),
-        link=str(getattr(link_of(fam), "name", "")), fixef=lmm.fixef,
-        se=pd.Series(np.sqrt(np.diag(vcov.to_numpy())), index=names, name="std_error"),
-        vcov=vcov, df=df, varcorr=lmm.varcorr, sigma=lmm.sigma, theta=lmm.theta,
-        npar=lmm.npar, nobs=n, n_dropped=model.n_dropped, ngroups=lmm.ngroups,
-        ranef=lmm.ranef, ranef_sd=lmm.ranef_sd, ranef_cov=lmm.ranef_cov, fitted=None,
-        linear_predictor=None, residuals=None, converged=converged, singular=lmm.singular,
-        iterations=iterations, change=change, dropped_columns=(), data_name=data_name,
-        model=None, family_object=fam)
+    converged = settle(caught, change, tolerance, maxiter, stacklevel=2)
+    res = pql_result(lmm, model.family, containment_df_rows(model, pair_keys),
+                     nobs=model.nobs, n_dropped=model.n_dropped, iterations=iterations,
+                     converged=converged, change=change, dropped_columns=(),
+                     data_name=data_name, model=None, eta=None, y=None)
     if timings is not None:
         timings.update(fit_s=time.perf_counter() - t0, passes=model.rows.passes)
     return res
