@@ -10,18 +10,14 @@ is reading the store once per factorization (from the page cache after the first
 from __future__ import annotations
 
 import numpy as np
-from numba import get_num_threads
 
 from .levelstore import LevelStore, level_ranges
 from .tiles import (
-    PANELS_PER_THREAD,
-    PARALLEL_WORK,
     bounded_starts,
     bounds_from_work,
     first_term_chunk,
     level_factors,
-    panel_update_parallel,
-    panel_update_serial,
+    panel_plan,
     quadratic_forms_chunk,
     row_work,
 )
@@ -43,13 +39,7 @@ class ChunkedElimination:
         max_entries = self.max_entries = store.chunk_entries
         ptr = store.ptr
         self.ranges = level_ranges(ptr, max_entries)
-        counts = np.diff(ptr).astype(float)
-        work = float(np.sum(counts * (counts + 1) / 2.0))
-        if work > PARALLEL_WORK:
-            npanel = min(PANELS_PER_THREAD * get_num_threads(), max(m, 1))
-            self._update = panel_update_parallel
-        else:
-            npanel, self._update = 1, panel_update_serial
+        npanel, self._update = panel_plan(ptr, m)
         rows = np.zeros(m)
         for chunk in store.chunks(max_entries):
             rows += row_work(chunk.ptr, chunk.idx, m)

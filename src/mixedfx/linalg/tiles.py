@@ -166,6 +166,16 @@ def bounds_from_work(work: np.ndarray, m: int, npanel: int) -> np.ndarray:
     return np.concatenate([[0], np.minimum(inner, m), [m + 1]]).astype(np.int64)
 
 
+def panel_plan(ptr: np.ndarray, m: int) -> tuple[int, object]:
+    """Number of row panels and the update kernel for levels with pointer ``ptr``: in
+    parallel, a few panels per thread, once the update work is worth the threads."""
+    counts = np.diff(ptr).astype(float)
+    work = float(np.sum(counts * (counts + 1) / 2.0))
+    if work > PARALLEL_WORK:
+        return min(PANELS_PER_THREAD * get_num_threads(), max(m, 1)), panel_update_parallel
+    return 1, panel_update_serial
+
+
 def balanced_bounds(ptr: np.ndarray, idx: np.ndarray, m: int, npanel: int) -> np.ndarray:
     """Row bounds of ``npanel`` panels with equal update work."""
     return bounds_from_work(row_work(ptr, idx, m), m, npanel)
@@ -224,13 +234,7 @@ class TiledElimination:
     def __init__(self, A11, ptr, idx, val, m: int) -> None:
         self.A11, self.ptr, self.idx, self.val, self.m = A11, ptr, idx, val, m
         self.G = np.empty_like(val)
-        counts = np.diff(ptr)
-        work = float(np.sum(counts * (counts + 1) / 2.0))
-        if work > PARALLEL_WORK:
-            npanel = min(PANELS_PER_THREAD * get_num_threads(), max(m, 1))
-            self._update = panel_update_parallel
-        else:
-            npanel, self._update = 1, panel_update_serial
+        npanel, self._update = panel_plan(ptr, m)
         self.row_starts = bounded_starts(ptr, idx, balanced_bounds(ptr, idx, m, npanel))
         l1, p1 = A11.shape[0], A11.shape[1]
         dense = (len(idx) >= DENSE_FILL * l1 * m and l1 * p1 * m <= DENSE_MAX_ENTRIES
