@@ -10,6 +10,8 @@ import pytest
 import mixedfx
 from mixedfx.errors import DataError
 from mixedfx.outofcore import lmm_outofcore
+from tests.conftest import assert_estimates_agree
+from tests.conftest import relative_difference as _rel
 
 duckdb = pytest.importorskip("duckdb")
 dd = pytest.importorskip("dask.dataframe")
@@ -101,11 +103,6 @@ def _first_term(blocks):
             np.concatenate([c.idx for c in chunks]), np.concatenate([c.val for c in chunks]))
 
 
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("formula", [SCALAR, VECTOR, NESTED])
 def test_blocks_equal_in_memory(fits, formula, kind):
@@ -156,17 +153,7 @@ def test_fits_agree_with_in_memory(fits, formula, kind):
     for attr in ("objective", "loglik", "deviance", "aic", "bic", "sigma"):
         assert abs(getattr(a, attr) / getattr(b, attr) - 1) < 1e-8, attr
     assert abs(a.objective / b.objective - 1) < 1e-12
-    for attr in ("fixef", "se", "vcov", "theta"):
-        assert _rel(getattr(a, attr), getattr(b, attr)) < 1e-8, attr
-    pd.testing.assert_frame_equal(a.varcorr[["group", "term1", "term2"]],
-                                  b.varcorr[["group", "term1", "term2"]])
-    assert _rel(a.varcorr.vcov, b.varcorr.vcov) < 1e-8
-    assert _rel(a.varcorr.sdcor, b.varcorr.sdcor) < 1e-8
-    for g in a.ranef:
-        assert list(a.ranef[g].index) == list(b.ranef[g].index)
-        assert list(a.ranef[g].columns) == list(b.ranef[g].columns)
-        assert _rel(a.ranef[g], b.ranef[g]) < 1e-8, g
-        assert _rel(a.ranef_sd[g], b.ranef_sd[g]) < 1e-8, g
+    assert_estimates_agree(a, b, 1e-8)
     assert "not held" in b.summary()
 
 

@@ -9,6 +9,7 @@ import pytest
 
 import mixedfx
 from mixedfx.errors import DataError
+from tests.conftest import relative_difference as _rel
 
 duckdb = pytest.importorskip("duckdb")
 dd = pytest.importorskip("dask.dataframe")
@@ -45,11 +46,6 @@ def _parquet(frame: pd.DataFrame, tmp_path) -> str:
     for k, part in enumerate(np.array_split(np.arange(len(frame)), 2)):
         frame.iloc[part].to_parquet(tmp_path / f"part-{k}.parquet", index=False)
     return str(tmp_path / "part-*.parquet")
-
-
-def _rel(a, b) -> float:
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), 1e-300))
 
 
 def _agree(mem, ooc) -> None:
