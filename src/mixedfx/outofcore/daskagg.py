@@ -52,17 +52,16 @@ class DaskSource:
         uniq = self.ddf[list(factors)].drop_duplicates().compute()
         return uniq.sort_values(list(factors)).reset_index(drop=True)
 
-    def level_table(self, factors: tuple[str, ...]):
-        """Distinct values of ``factors``, sorted, as an Arrow table."""
+    def add_group(self, code: str, factors: tuple[str, ...]):
+        """Add a code column (0-based index of the sorted distinct values of ``factors``);
+        returns the sorted distinct values as an Arrow table (one DISTINCT pass for both)."""
         import pyarrow as pa
 
-        return pa.Table.from_pandas(self._distinct(factors), preserve_index=False)
-
-    def add_group(self, code: str, factors: tuple[str, ...]) -> None:
-        """Add a code column (0-based index of the sorted distinct values of ``factors``)."""
-        table = pd.DataFrame(self.levels(factors), columns=list(factors))
-        table[code] = np.arange(len(table), dtype=np.int64)
+        uniq = self._distinct(factors)
+        levels = pa.Table.from_pandas(uniq, preserve_index=False)
+        table = uniq.assign(**{code: np.arange(len(uniq), dtype=np.int64)})
         self.ddf = self.ddf.merge(table, on=list(factors), how="inner")
+        return levels
 
     def set_shift(self, response: str, shift: list[tuple[Column, float]]) -> None:
         """The response base column is ``response - offset - sum(b_j * X_j)``."""

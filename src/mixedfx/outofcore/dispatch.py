@@ -127,13 +127,12 @@ def lmm_outofcore(formula: str, data: object, *, reml: bool = True, weights=None
     terms, zcols, codes, raw = [], [], [], []
     for k, term in enumerate(parsed.random):
         cols = random_columns(term.expr, types, term.group)
-        labels = source.level_table(term.factors)
+        code = f"g{k}"
+        labels = source.add_group(code, term.factors)  # numbers the levels, returns them
         names = level_labels(labels)
         if len(names) < 2 or len(names) >= n:
             raise DataError(f"grouping factor '{term.group}' has {len(names)} levels for {n} "
                             "observations; it needs at least 2 and fewer than the observations")
-        code = f"g{k}"
-        source.add_group(code, term.factors)
         terms.append(ReTerm(group=term.group, columns=tuple(c.name for c in cols),
                             levels=names, codes=np.zeros(0, dtype=np.int64),
                             Z=np.zeros((0, len(cols)))))

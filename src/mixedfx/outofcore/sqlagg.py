@@ -150,17 +150,25 @@ class DuckDBSource:
 
     def level_table(self, factors: tuple[str, ...]):
         """Distinct values of ``factors`` among complete rows, sorted, as an Arrow table."""
-        sql = self._distinct_sql(factors)
+        return self._arrow(self._distinct_sql(factors))
+
+    def _arrow(self, sql: str):
+        """A query's result as an Arrow table."""
         with out_of_memory_hint():
             rel = (self.con.sql(sql) if self.con is not None
                    else self.relation.query("src", sql))
             return rel.to_arrow_table() if hasattr(rel, "to_arrow_table") else rel.arrow()
 
-    def add_group(self, code: str, factors: tuple[str, ...]) -> None:
-        """Define a code column (0-based level index in sorted order) for ``factors``."""
+    def add_group(self, code: str, factors: tuple[str, ...]):
+        """Define a code column (0-based level index in sorted order) for ``factors``;
+        returns the levels as :meth:`level_table` does (from the code table when there is
+        one, so the rows' DISTINCT runs once)."""
         self.groups.append((code, factors))
-        if self.con is not None:  # own connection: number the levels once, in a table
-            self.create_table(code, self._level_query(factors))
+        if self.con is None:  # a relation: level tables are common table expressions
+            return self.level_table(factors)
+        self.create_table(code, self._level_query(factors))  # number the levels once
+        cols = ", ".join(quote(f) for f in factors)
+        return self._arrow(f"SELECT {cols} FROM {code} ORDER BY code")
 
     def _level_query(self, factors: tuple[str, ...]) -> str:
         cols = ", ".join(quote(f) for f in factors)
