@@ -215,6 +215,12 @@ def test_docs_example_runs(tmp_path, monkeypatch, client):
                                              mixedfx.datasets.load("sleepstudy"))
     assert _rel(res.fixef, mem.fixef) < 1e-6
     assert _rel(namespace["res_dask"].fixef, mem.fixef) < 1e-6
+    assert namespace["res_disk"].model.blocks.store is not None
+    assert _rel(namespace["res_disk"].fixef, mem.fixef) < 1e-6
+    cbpp = mixedfx.datasets.load("cbpp")
+    pql = mixedfx.glmm("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                       family="binomial", method="pql")
+    assert _rel(namespace["res_pql"].fixef, pql.fixef) < 1e-6
 
 
 def test_separate_terms_of_one_factor(frame, parquet_glob):
